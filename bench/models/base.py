@@ -1,0 +1,167 @@
+"""The protocol every reference model follows, so strategies and the harness never care which.
+
+A :class:`ReferenceModel` wraps a loaded generator. Strategies change the modules it exposes
+(``denoiser``, ``text_encoder``, ``decoder``) or the call arguments it generates with; the
+harness only calls :meth:`ReferenceModel.generate`.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+#: Called after every denoising (or decoding) step with the step index.
+StepCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load: a registry name (``digits-unet``) or ``hf:<repo id or path>``."""
+
+    name: str
+    device: str = "cpu"
+    #: Run code shipped with a hub pipeline (never done unless asked for).
+    trust_remote_code: bool = False
+    #: Let a hub model be downloaded; by default only local files are used.
+    allow_download: bool = False
+
+    @property
+    def is_hub(self) -> bool:
+        return self.name.startswith("hf:")
+
+
+@dataclass
+class ReferenceModel(ABC):
+    """A loaded image generator and everything a benchmark needs around it.
+
+    Attributes:
+        name: registry name, e.g. ``digits-unet``.
+        kind: ``diffusion-unet``, ``diffusion-dit`` or ``autoregressive``: strategies use it to
+            decide whether they apply.
+        device: where the model runs.
+        dtype: the dtype of the model's weights.
+        call_args: default keyword arguments of :meth:`generate` (steps, guidance, ...);
+            strategies may change them (``steps:n=10`` sets ``num_inference_steps``).
+        applied: names of the strategies applied so far, in order.
+        notes: what strategies report about themselves (params removed, training cost...).
+        pipe: the diffusers pipeline, for diffusion models (None otherwise).
+    """
+
+    name: str
+    kind: str
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    call_args: dict[str, Any] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+    #: Per-strategy notes recorded with results (e.g. params before and after pruning).
+    notes: dict[str, Any] = field(default_factory=dict)
+    #: The diffusers pipeline behind the model, where there is one (schedulers, hooks).
+    pipe: Any = None
+
+    # -- generation -------------------------------------------------------------------
+    @abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        step_callback: StepCallback | None = None,
+        **call_args: Any,
+    ) -> torch.Tensor:
+        """Generate one image per (prompt, seed): float NCHW in [0, 1], on the CPU.
+
+        The same prompt and seed must give the same image on every call (up to the
+        numerics of whatever strategies changed).
+        """
+
+    @property
+    def steps(self) -> int | None:
+        """Number of denoising or decoding steps a default call makes, where defined."""
+        value = self.call_args.get("num_inference_steps")
+        return int(value) if value is not None else None
+
+    # -- what strategies may change ----------------------------------------------------
+    @abstractmethod
+    def components(self) -> dict[str, torch.nn.Module]:
+        """The modules a strategy may change: ``denoiser`` always; ``text_encoder`` and
+        ``decoder`` where the model has them."""
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.components()["denoiser"]
+
+    @abstractmethod
+    def set_component(self, role: str, module: torch.nn.Module) -> None:
+        """Replace the module playing ``role`` (a key of :meth:`components`)."""
+
+    # -- data the quality metrics and training strategies need -----------------------
+    @abstractmethod
+    def prompts(self, n: int) -> tuple[list[str], list[int]]:
+        """``n`` benchmark prompts and, where the domain has them, their class labels."""
+
+    @abstractmethod
+    def real_images(self, split: str = "heldout") -> torch.Tensor:
+        """Real images of the model's domain (float NCHW in [0, 1]) for distribution metrics."""
+
+    @abstractmethod
+    def train_batches(
+        self, batch_size: int, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """An endless iterator of (images in [0, 1], prompts) from the model's training data."""
+
+    def classifier(self) -> torch.nn.Module | None:
+        """A classifier of the domain (logits over classes) used for prompt adherence and
+        as the feature extractor of FID/KID; None where the domain has none."""
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def clone(self) -> ReferenceModel:
+        """A deep copy that strategies can change without touching this model."""
+        return copy.deepcopy(self)
+
+    def fingerprint(self) -> str:
+        """A hash of every component's weights and the call arguments: the cache key of
+        baseline images and of strategies that train."""
+        import hashlib
+
+        digest = hashlib.sha256(self.name.encode())
+        for role, module in sorted(self.components().items()):
+            digest.update(role.encode())
+            for key, tensor in sorted(module.state_dict().items()):
+                digest.update(key.encode())
+                t = tensor.detach().cpu().contiguous()
+                digest.update(str(t.dtype).encode())
+                digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(repr(sorted(self.call_args.items())).encode())
+        return digest.hexdigest()[:16]
+
+    def parameter_count(self) -> int:
+        """Parameters of all components together (shared modules counted once)."""
+        seen: set[int] = set()
+        total = 0
+        for module in self.components().values():
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.numel()
+        return total
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary saved with every result."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "call_args": {k: v for k, v in self.call_args.items() if _jsonable(v)},
+            "params": self.parameter_count(),
+            "applied": list(self.applied),
+        }
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool, type(None)))

@@ -1,0 +1,156 @@
+"""Any diffusers text-to-image pipeline, by hub repo id or local path (``hf:<id or path>``).
+
+Weights are read with safetensors from local files only, unless the user allows a download;
+remote code is never run unless asked for. Missing weights fail at once with what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.models.base import ModelSpec, ReferenceModel, StepCallback
+from bench.models.registry import ModelError
+
+#: Prompts for hub models: varied subjects, short enough for any text encoder.
+HUB_PROMPTS = (
+    "a photograph of an astronaut riding a horse",
+    "a red bicycle leaning against a brick wall",
+    "a bowl of fruit on a wooden table, studio lighting",
+    "a lighthouse on a cliff at sunset",
+    "a watercolor painting of a fox in the snow",
+    "a cup of coffee next to an open book",
+    "a city street at night in the rain",
+    "a close-up of a sunflower",
+    "a cat sleeping on a windowsill",
+    "a mountain lake with reflections of pine trees",
+)
+
+
+@dataclass
+class HubModel(ReferenceModel):
+    """A diffusers pipeline with a UNet or a transformer denoiser."""
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        step_callback: StepCallback | None = None,
+        **call_args: Any,
+    ) -> torch.Tensor:
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        args = {**self.call_args, **call_args}
+        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        extra: dict[str, Any] = {}
+        if step_callback is not None:
+
+            def on_step_end(pipe, i, t, kwargs):
+                step_callback(i)
+                return {}
+
+            extra["callback_on_step_end"] = on_step_end
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt=list(prompts), generator=generators, output_type="pt", **args, **extra
+            )
+        images = out.images if hasattr(out, "images") else out[0]
+        if not isinstance(images, torch.Tensor):
+            images = torch.as_tensor(images)
+        return images.float().clamp(0, 1).cpu()
+
+    def components(self) -> dict[str, torch.nn.Module]:
+        comps = {}
+        denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        comps["denoiser"] = denoiser
+        if getattr(self.pipe, "text_encoder", None) is not None:
+            comps["text_encoder"] = self.pipe.text_encoder
+        if getattr(self.pipe, "vae", None) is not None:
+            comps["decoder"] = self.pipe.vae
+        return comps
+
+    def set_component(self, role: str, module: torch.nn.Module) -> None:
+        attr = {
+            "denoiser": "unet" if getattr(self.pipe, "unet", None) is not None else "transformer",
+            "text_encoder": "text_encoder",
+            "decoder": "vae",
+        }[role]
+        setattr(self.pipe, attr, module)
+
+    def prompts(self, n: int) -> tuple[list[str], list[int]]:
+        prompts = [HUB_PROMPTS[i % len(HUB_PROMPTS)] for i in range(n)]
+        return prompts, [i % len(HUB_PROMPTS) for i in range(n)]
+
+    def real_images(self, split: str = "heldout") -> torch.Tensor:
+        raise ModelError(
+            f"{self.name} comes with no real images for distribution metrics; "
+            "point the quality settings at a folder of reference images"
+        )
+
+    def train_batches(
+        self, batch_size: int, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        raise ModelError(f"{self.name} comes with no training data")
+
+
+def _resolve(name: str, allow_download: bool) -> str:
+    target = name.removeprefix("hf:")
+    if not target:
+        raise ModelError("hf: needs a repo id or a local path, e.g. hf:stabilityai/sd-turbo")
+    looks_local = target.startswith((".", "/", "~")) or os.path.sep in target.rstrip("/").split(
+        "/", 1
+    )[0]
+    path = Path(target).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").exists():
+            raise ModelError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+        return str(path)
+    if looks_local:
+        raise ModelError(f"no pipeline folder at {path}")
+    if allow_download:
+        return target
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(target, "model_index.json")
+    if not isinstance(cached, str):
+        raise ModelError(
+            f"{target} is not in the local Hugging Face cache and downloads are off. "
+            f"Fetch it first (`huggingface-cli download {target}`), pass a local path "
+            "(hf:/path/to/pipeline), or allow the download with --allow-download"
+        )
+    return target
+
+
+def load_hub(spec: ModelSpec) -> HubModel:
+    """Load a diffusers pipeline for ``spec`` or fail at once saying why."""
+    from diffusers import DiffusionPipeline
+
+    source = _resolve(spec.name, spec.allow_download)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(
+            source,
+            use_safetensors=True,
+            local_files_only=not spec.allow_download,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ModelError(f"cannot load {spec.name}: {exc}") from None
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(spec.device)
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if denoiser is None:
+        raise ModelError(f"{spec.name} has neither a unet nor a transformer: not a diffusion model")
+    kind = "diffusion-unet" if getattr(pipe, "unet", None) is not None else "diffusion-dit"
+    return HubModel(
+        name=spec.name,
+        kind=kind,
+        device=torch.device(spec.device),
+        dtype=denoiser.dtype,
+        call_args={"num_inference_steps": 25, "guidance_scale": 5.0},
+        pipe=pipe,
+    )

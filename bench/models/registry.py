@@ -1,0 +1,92 @@
+"""The model zoo: embedded reference models by name, and ``hf:<id or path>`` for diffusers
+pipelines the user has locally."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+
+from bench.models.base import ModelSpec, ReferenceModel
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registry entry: where the loader lives and one line of help."""
+
+    name: str
+    loader: str  # "module:function(device) -> ReferenceModel"
+    summary: str
+    kind: str
+
+
+MODELS: dict[str, ModelInfo] = {
+    info.name: info
+    for info in (
+        ModelInfo(
+            "digits-unet",
+            "bench.models.digits_unet:load",
+            "text-conditioned UNet diffusion model on 16x16 handwritten digits (embedded, default)",
+            "diffusion-unet",
+        ),
+    )
+}
+
+DEFAULT_MODEL = "digits-unet"
+
+
+def list_models() -> list[ModelInfo]:
+    """Every registered model, in name order."""
+    return [MODELS[name] for name in sorted(MODELS)]
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; unknown names suggest close matches."""
+    if name in MODELS:
+        return MODELS[name]
+    close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ModelError(
+        f"unknown model {name!r}{hint} (run `accelbench list`; for a diffusers pipeline "
+        "use hf:<repo id or local path>)"
+    )
+
+
+def check_device(device: str) -> None:
+    """Fail at once, with the reason, on a device this machine does not have."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} asked for, but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelError(
+                f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("device 'mps' asked for, but MPS is not available here")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"device type {dev.type!r} is not supported; use cpu, cuda or mps")
+
+
+def load_model(spec: ModelSpec | str) -> ReferenceModel:
+    """Load a registered model or a ``hf:`` pipeline onto ``spec.device``."""
+    if isinstance(spec, str):
+        spec = ModelSpec(spec)
+    check_device(spec.device)
+    if spec.is_hub:
+        from bench.models.hub import load_hub
+
+        return load_hub(spec)
+    info = get_model_info(spec.name)
+    module_name, _, attr = info.loader.partition(":")
+    loader = getattr(importlib.import_module(module_name), attr)
+    return loader(device=spec.device)

@@ -1,0 +1,51 @@
+"""What every quality metric declares, so that no plot or gate hard-codes a direction."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric's identity: name, direction and unit, saved with every result."""
+
+    name: str
+    higher_is_better: bool
+    unit: str
+    description: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Metric(ABC):
+    """A quality metric over a batch of images (float NCHW in [0, 1])."""
+
+    info: MetricInfo
+
+    @abstractmethod
+    def compute(self, images: Any, reference: Any = None, labels: Any = None) -> float:
+        """Score ``images``; ``reference`` are the baseline's images of the same prompts and
+        seeds, ``labels`` the classes the prompts asked for."""
+
+
+#: Every metric accelbench can report, by name.
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo("psnr", True, "dB", "peak signal-to-noise ratio against the baseline's images"),
+        MetricInfo("ssim", True, "", "structural similarity against the baseline's images"),
+        MetricInfo(
+            "adherence",
+            True,
+            "",
+            "fraction of images the domain classifier reads as the class the prompt asked for",
+        ),
+        MetricInfo("fid", False, "", "Frechet distance to held-out real images' features"),
+        MetricInfo("kid", False, "", "kernel inception distance to held-out real images' features"),
+        MetricInfo("lpips", False, "", "learned perceptual distance to the baseline's images"),
+        MetricInfo("clip_score", True, "", "CLIP image-text similarity x 100"),
+    )
+}
