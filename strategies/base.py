@@ -60,12 +60,17 @@ class StrategyConfig:
             kwargs[key] = _convert(cls, fields[key], raw)
         return cls(**kwargs)
 
+    #: Fields always shown in the spec, even at their default (the defining knob).
+    always_show: ClassVar[tuple[str, ...]] = ()
+
     def changed(self) -> dict[str, Any]:
-        """The fields that differ from their defaults."""
+        """The fields that differ from their defaults, plus those in ``always_show``."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.default is not dataclasses.MISSING and value != f.default:
+            if f.name in self.always_show or (
+                f.default is not dataclasses.MISSING and value != f.default
+            ):
                 out[f.name] = value
         return out
 

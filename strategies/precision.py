@@ -40,8 +40,17 @@ class _Precision(Strategy):
     Config = Config
 
     def apply(self, model):
-        for role, module in model.components().items():
-            model.set_component(role, module.to(dtype=self.dtype))
+        from diffusers.utils import logging as diffusers_logging
+
+        # diffusers warns that `.to(dtype)` bypasses per-module fp32 exceptions; casting
+        # everything is exactly what this strategy measures.
+        level = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()
+        try:
+            for role, module in model.components().items():
+                model.set_component(role, module.to(dtype=self.dtype))
+        finally:
+            diffusers_logging.set_verbosity(level)
         model.dtype = self.dtype
         return model
 

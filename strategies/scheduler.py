@@ -35,6 +35,8 @@ class Config(StrategyConfig):
 
     name: str = param("dpm-solver", "scheduler", choices=tuple(SCHEDULERS))
 
+    always_show = ("name",)
+
 
 class Scheduler(Strategy):
     """Replace the pipeline's scheduler, keeping its noise schedule (betas, timesteps)."""

@@ -23,7 +23,8 @@ class StrategyStack:
         """Normalise the order and refuse incompatible combinations, with the reason."""
         if not strategies:
             raise StrategyError("a stack needs at least one strategy")
-        ordered = sorted(strategies, key=lambda s: s.stage)  # stable: ties keep user order
+        # Canonical: by stage, then name, so "a+b" and "b+a" are the same stack.
+        ordered = sorted(strategies, key=lambda s: (s.stage, s.name))
         names = [s.name for s in ordered]
         if "baseline" in names and len(ordered) > 1:
             raise StrategyError("'baseline' stands alone: it is the reference the others beat")

@@ -13,6 +13,8 @@ class Config(StrategyConfig):
 
     n: int = param(10, "number of denoising steps", low=1, high=1000)
 
+    always_show = ("n",)
+
 
 class FewerSteps(Strategy):
     """Run the sampler for ``n`` steps instead of the default."""
