@@ -1,0 +1,366 @@
+"""What a report reads: run directories, their records, and the files records point to.
+
+Everything goes through :mod:`bench.results` (the results schema); nothing here imports
+torch. One :class:`Entry` is one record (a model and strategy stack measured in one run),
+with its raw samples pulled out and typed so plots and tables need not dig into dicts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import results
+
+#: Cold-cost fields shown first, in this order; any others a strategy records follow.
+COLD_ORDER = ("load_s", "apply_s", "first_call_s", "compile_s", "training_s", "break_even_images")
+COLD_LABELS = {
+    "load_s": "load s",
+    "apply_s": "apply s",
+    "first_call_s": "first call s",
+    "compile_s": "compile s",
+    "training_s": "training s",
+    "break_even_images": "break-even images",
+}
+
+
+def number(value: Any) -> float | None:
+    """A float from a record value (``"inf"``/``"nan"`` strings included); None if absent
+    or not a number."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def finite(value: float | None) -> bool:
+    """True for a real, finite number."""
+    return value is not None and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class MetricMeta:
+    """A quality metric's declaration as saved in records (``quality_meta``)."""
+
+    name: str
+    higher_is_better: bool
+    unit: str = ""
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        """Axis and column label: name and unit."""
+        name = self.name.upper() if len(self.name) <= 5 and "_" not in self.name else self.name.replace("_", " ")
+        return f"{name} ({self.unit})" if self.unit else name
+
+    @property
+    def arrow(self) -> str:
+        return "\u2191" if self.higher_is_better else "\u2193"
+
+
+@dataclass
+class Entry:
+    """One record, typed. ``key`` is unique in a report and safe in HTML ids."""
+
+    key: str
+    run: RunData
+    record: dict[str, Any]
+    model: str
+    strategy: str
+    status: str
+    error: str | None
+    row: dict[str, Any]
+    latencies_ms: list[float] = field(default_factory=list)
+    step_times_ms: list[list[float]] = field(default_factory=list)
+    quality: dict[str, float] = field(default_factory=dict)
+    quality_meta: dict[str, MetricMeta] = field(default_factory=dict)
+    cold: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.strategy == "baseline"
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.row.get("batch_size") or 1)
+
+    @property
+    def label(self) -> str:
+        """The strategy, with the run's short name when the report spans several runs."""
+        return self.strategy if self.run.single else f"{self.strategy} [{self.run.short}]"
+
+    @property
+    def ms_per_image(self) -> float | None:
+        return number(self.row.get("ms_per_image"))
+
+    @property
+    def latencies_ms_per_image(self) -> list[float]:
+        return [v / self.batch_size for v in self.latencies_ms]
+
+    @property
+    def energy_j_per_image(self) -> float | None:
+        return number(self.row.get("energy_j_per_image"))
+
+    @property
+    def speedup(self) -> dict[str, Any]:
+        return ((self.record.get("stats") or {}).get("speedup")) or {}
+
+    @property
+    def images_path(self) -> Path | None:
+        rel = self.record.get("images")
+        if not rel or not isinstance(rel, str):
+            return None
+        return self.run.path / rel
+
+    @property
+    def image_prompts(self) -> list[str]:
+        prompts = self.record.get("image_prompts")
+        return [str(p) for p in prompts] if isinstance(prompts, list) else []
+
+    @property
+    def image_seeds(self) -> list[int]:
+        seeds = self.record.get("image_seeds")
+        if isinstance(seeds, list):
+            return [int(s) for s in seeds if number(s) is not None]
+        return []
+
+    @property
+    def noise_floor(self) -> dict[str, dict[str, float]]:
+        """Metric -> {mean, std} of what real images score (``quality_noise_floor``)."""
+        raw = self.record.get("quality_noise_floor")
+        out: dict[str, dict[str, float]] = {}
+        if isinstance(raw, dict):
+            for name, v in raw.items():
+                if isinstance(v, dict) and finite(number(v.get("mean"))):
+                    out[str(name)] = {"mean": number(v["mean"]), "std": number(v.get("std")) or 0.0}
+        return out
+
+    @property
+    def unavailable_metrics(self) -> dict[str, str]:
+        """Metric -> why it was not computed (``quality_details.unavailable``)."""
+        raw = (self.record.get("quality_details") or {}).get("unavailable")
+        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+    @property
+    def series_path(self) -> Path | None:
+        rel = self.record.get("series_file")
+        if not rel or not isinstance(rel, str):
+            return None
+        return self.run.path / rel
+
+    def series(self):
+        """The sampler's raw time series as a DataFrame (column ``t`` on the harness's
+        ``perf_counter`` clock), from ``series_file`` or an inline ``sampler.series``;
+        None when the record has none or the file cannot be read."""
+        import pandas as pd
+
+        path = self.series_path
+        if path is not None:
+            frame = read_series(path)
+            if frame is not None:
+                return frame
+        inline = (self.record.get("sampler") or {}).get("series")
+        if isinstance(inline, dict) and inline.get("t"):
+            try:
+                frame = pd.DataFrame({k: [number(v) for v in vals] for k, vals in inline.items()})
+            except ValueError:  # ragged columns
+                return None
+            return frame if "t" in frame.columns else None
+        return None
+
+
+def read_series(path: Path):
+    """Read a sampler series file with pandas/numpy: Parquet (what the runner writes),
+    ``.npz`` (its fallback without pyarrow), Feather/Arrow IPC, CSV or JSON Lines.
+
+    Returns a DataFrame with a ``t`` column, or None if the file is missing, unreadable or
+    has no ``t`` (the report then says there is no series instead of failing).
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not path.is_file():
+        return None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                cols = {k: data[k] for k in data.files if k != "__meta__" and data[k].ndim == 1}
+            frame = pd.DataFrame(cols)
+        elif suffix in (".feather", ".arrow", ".ipc"):
+            frame = pd.read_feather(path)
+        elif suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix in (".jsonl", ".ndjson"):
+            frame = pd.read_json(path, lines=True)
+        else:
+            frame = pd.read_parquet(path)
+    except Exception:  # noqa: BLE001 - any unreadable file degrades to "no series"
+        return None
+    if "t" not in frame.columns or frame.empty:
+        return None
+    return frame
+
+
+@dataclass
+class RunData:
+    """One run directory and its records."""
+
+    path: Path
+    index: int
+    single: bool
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def results_file(self) -> Path:
+        return results.results_path(self.path)
+
+    @property
+    def short(self) -> str:
+        return f"run {self.index + 1}"
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        for e in self.entries:
+            env = e.record.get("environment")
+            if isinstance(env, dict) and env:
+                return env
+        return {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        for e in self.entries:
+            cfg = e.record.get("config")
+            if isinstance(cfg, dict) and cfg:
+                return cfg
+        return {}
+
+    @property
+    def run_ids(self) -> list[str]:
+        return sorted({str(e.record.get("run_id")) for e in self.entries if e.record.get("run_id")})
+
+    @property
+    def created(self) -> str | None:
+        stamps = sorted(str(e.record["created"]) for e in self.entries if e.record.get("created"))
+        return stamps[0] if stamps else None
+
+
+def _entry(run: RunData, position: int, record: dict[str, Any]) -> Entry:
+    row = results.flatten(record)
+    timing = record.get("timing") or {}
+    latencies = [number(v) for v in timing.get("latencies_s") or []]
+    steps = timing.get("step_times_s") or []
+    quality_raw = record.get("quality") or {}
+    quality = {str(k): v for k, v in ((k, number(v)) for k, v in quality_raw.items()) if v is not None}
+    meta: dict[str, MetricMeta] = {}
+    for name, m in (record.get("quality_meta") or {}).items():
+        if isinstance(m, dict) and m.get("higher_is_better") in (True, False):
+            meta[str(name)] = MetricMeta(
+                name=str(name),
+                higher_is_better=bool(m["higher_is_better"]),
+                unit=str(m.get("unit") or ""),
+                description=str(m.get("description") or ""),
+            )
+    cold = {str(k): v for k, v in ((k, number(v)) for k, v in (record.get("cold") or {}).items()) if v is not None}
+    return Entry(
+        key=f"r{run.index}e{position}",
+        run=run,
+        record=record,
+        model=str(row.get("model") or "?"),
+        strategy=str(record.get("strategy") or "?"),
+        status=str(record.get("status") or "ok"),
+        error=None if record.get("error") is None else str(record.get("error")),
+        row=row,
+        latencies_ms=[v * 1000 for v in latencies if finite(v)],
+        step_times_ms=[
+            [float(d) * 1000 for d in it if finite(number(d))] for it in steps if isinstance(it, list)
+        ],
+        quality=quality,
+        quality_meta=meta,
+        cold=cold,
+    )
+
+
+def load_runs(paths: Sequence[str | os.PathLike]) -> list[RunData]:
+    """Read each run directory (or results file) through :func:`bench.results.iter_records`."""
+    if not paths:
+        raise ValueError("no run directories given")
+    runs: list[RunData] = []
+    for i, p in enumerate(paths):
+        path = Path(p)
+        run_dir = path if path.is_dir() else path.parent
+        run = RunData(path=run_dir, index=i, single=len(paths) == 1)
+        for position, record in enumerate(results.iter_records(path)):
+            run.entries.append(_entry(run, position, record))
+        runs.append(run)
+    return runs
+
+
+def metric_order(entries: Iterable[Entry]) -> list[MetricMeta]:
+    """Every metric that has a declared direction, in order of first appearance; the
+    ``<name>_std`` companions of other metrics are folded into them, not listed."""
+    seen: dict[str, MetricMeta] = {}
+    for e in entries:
+        for name, m in e.quality_meta.items():
+            seen.setdefault(name, m)
+    names = set(seen)
+    return [m for name, m in seen.items() if not (name.endswith("_std") and name[:-4] in names)]
+
+
+def undeclared_metrics(entries: Iterable[Entry]) -> list[str]:
+    """Quality values without a declared direction (shown in tables, never plotted)."""
+    entries = list(entries)
+    declared = {n for e in entries for n in e.quality_meta}
+    out: list[str] = []
+    for e in entries:
+        for name in e.quality:
+            if name in declared or name in out:
+                continue
+            if name.endswith("_std") and name[:-4] in declared:
+                continue
+            out.append(name)
+    return out
+
+
+def cold_fields(entries: Iterable[Entry]) -> list[str]:
+    """Cold-cost fields present in any entry: the known ones in order, then the rest."""
+    present: list[str] = []
+    for e in entries:
+        for k in e.cold:
+            if k not in present:
+                present.append(k)
+    known = [k for k in COLD_ORDER if k in present]
+    return known + sorted(k for k in present if k not in COLD_ORDER)
+
+
+__all__ = [
+    "COLD_LABELS",
+    "Entry",
+    "MetricMeta",
+    "RunData",
+    "cold_fields",
+    "finite",
+    "load_runs",
+    "metric_order",
+    "number",
+    "read_series",
+    "undeclared_metrics",
+]
