@@ -1,18 +1,40 @@
-"""Samplers: background readers of memory, utilisation and power around the timed loop."""
+"""Samplers: background readers of memory, utilisation, power and energy around the timed loop.
+
+``make_sampler(device)`` picks the right one: :class:`~bench.samplers.nvml.NVMLSampler` for
+CUDA devices (which also reads everything the CPU sampler reads, and degrades to those
+readings, saying why, when NVML is missing or fails), :class:`CPUSampler` otherwise.
+"""
+
+from collections.abc import Sequence
 
 from bench.samplers.base import Sampler, SamplerResult
 from bench.samplers.cpu import CPUSampler
 
 __all__ = ["CPUSampler", "Sampler", "SamplerResult", "make_sampler"]
 
+#: Default polling interval (seconds); the protocol asks for at most 50 ms.
+DEFAULT_INTERVAL_S = 0.05
 
-def make_sampler(device: str, interval_s: float = 0.05) -> Sampler:
-    """The best sampler for ``device``: NVML on NVIDIA GPUs where available, else the CPU's."""
+
+def make_sampler(
+    device: str,
+    interval_s: float = DEFAULT_INTERVAL_S,
+    gpus: Sequence[int] | None = None,
+    mode: str = "thread",
+) -> Sampler:
+    """The best sampler for ``device``: NVML on CUDA devices, else the CPU's.
+
+    Args:
+        device: the run's device (``cpu``, ``cuda``, ``cuda:1``...).
+        interval_s: polling period in seconds.
+        gpus: CUDA ordinals the model uses (default: ``device``'s); each one is sampled.
+        mode: ``thread`` (default: measured to disturb the loop least) or ``process``.
+    """
     if device.startswith("cuda"):
         try:
             from bench.samplers.nvml import NVMLSampler
 
-            return NVMLSampler(device, interval_s=interval_s)
+            return NVMLSampler(device, interval_s=interval_s, gpus=gpus, mode=mode)
         except ImportError:
             pass
-    return CPUSampler(interval_s=interval_s)
+    return CPUSampler(interval_s=interval_s, mode=mode)
