@@ -43,9 +43,28 @@ METRICS: dict[str, MetricInfo] = {
             "",
             "fraction of images the domain classifier reads as the class the prompt asked for",
         ),
-        MetricInfo("fid", False, "", "Frechet distance to held-out real images' features"),
-        MetricInfo("kid", False, "", "kernel inception distance to held-out real images' features"),
+        MetricInfo(
+            "fid",
+            False,
+            "",
+            "Frechet distance to held-out real images' features (scale set by the feature "
+            "extractor, recorded with the result; biased upwards at small sample sizes)",
+        ),
+        MetricInfo(
+            "kid",
+            False,
+            "",
+            "kernel inception distance (unbiased squared MMD, cubic polynomial kernel) to "
+            "held-out real images' features; can be slightly negative",
+        ),
+        MetricInfo("kid_std", False, "", "standard deviation of KID over its random subsets"),
         MetricInfo("lpips", False, "", "learned perceptual distance to the baseline's images"),
-        MetricInfo("clip_score", True, "", "CLIP image-text similarity x 100"),
+        MetricInfo(
+            "clip_score",
+            True,
+            "",
+            "CLIP image-prompt cosine similarity x 100, floored at 0; only comparable between "
+            "results of the same CLIP backbone (recorded with the result)",
+        ),
     )
 }

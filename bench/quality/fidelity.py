@@ -1,7 +1,8 @@
 """Fidelity: how far a strategy moved the images from the baseline's, image by image.
 
 PSNR and SSIM from torchmetrics, on images in [0, 1] (``data_range=1``), averaged over
-images. Identical images have infinite PSNR; it is reported as ``inf``.
+images; both agree with scikit-image on the same inputs (``tests/test_fidelity.py``).
+Identical images have infinite PSNR; it is reported as ``inf``.
 """
 
 from __future__ import annotations
@@ -31,17 +32,39 @@ def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
     return float(scores.mean())
 
 
+#: SSIM's Gaussian window (Wang et al. 2004): sigma 1.5, truncated at 3.5 sigma -> 11 taps.
+SSIM_SIGMA = 1.5
+_SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)
+
+
 def ssim(images: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean SSIM (Gaussian window 11, sigma 1.5, as in Wang et al. 2004)."""
+    """Mean SSIM over images: Gaussian window (sigma 1.5, 11 taps), K1=0.01, K2=0.03, as in
+    Wang et al. 2004 and scikit-image (``gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False``).
+
+    The SSIM map comes from torchmetrics; like the reference implementation (and
+    scikit-image) it is averaged only where the window lies wholly inside the image, i.e.
+    without a 5-pixel border (torchmetrics 1.9 averages the reflect-padded full map, which
+    reads higher on small images). Images must therefore be at least 11 pixels a side.
+    """
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     _check(images, reference)
-    kernel = min(11, images.shape[-1] - (1 - images.shape[-1] % 2))
-    return float(
-        structural_similarity_index_measure(
-            images.double(), reference.double(), data_range=1.0, kernel_size=kernel
+    r = _SSIM_RADIUS
+    if min(images.shape[-2:]) <= 2 * r:
+        raise ValueError(
+            f"SSIM needs images of at least {2 * r + 1} pixels a side, got {tuple(images.shape[-2:])}"
         )
+    _, full = structural_similarity_index_measure(
+        images.double(),
+        reference.double(),
+        data_range=1.0,
+        gaussian_kernel=True,
+        sigma=SSIM_SIGMA,
+        reduction="none",
+        return_full_image=True,
     )
+    return float(full[..., r:-r, r:-r].mean(dim=(1, 2, 3)).mean())
 
 
 class PSNR(Metric):

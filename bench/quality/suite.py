@@ -1,0 +1,141 @@
+"""Distribution and hub metrics for one run: built once per model, reused for every stack.
+
+The runner scores each strategy's quality images apart from the timed loop; this class
+holds what is expensive and shared across stacks (the real images' features, the noise
+floor, the loaded hub networks) and records, in words, why a metric was not computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bench.quality.config import QualityConfig
+
+
+class QualitySuite:
+    """FID/KID (domain features or Inception), their noise floor, CLIP score and LPIPS.
+
+    Args:
+        model: the (baseline) reference model: its real images and classifier are used.
+        config: the run's quality settings.
+        hub: whether ``model`` is a hub pipeline (Inception features, CLIP score, LPIPS)
+            rather than an embedded model (its digit classifier's features).
+        use_cache: reuse a noise floor cached on disk.
+    """
+
+    def __init__(
+        self, model: Any, config: QualityConfig | None = None, hub: bool = False, use_cache: bool = True
+    ) -> None:
+        self.model = model
+        self.config = config or QualityConfig()
+        self.hub = hub
+        self.use_cache = use_cache
+        self.device = getattr(model, "device", None) or torch.device("cpu")
+        self.unavailable: dict[str, str] = {}
+        self._scorer: Any = None
+        self._scorer_tried = False
+        self._real: torch.Tensor | None = None
+        self._floors: dict[int, dict[str, Any] | None] = {}
+        self._hub_metrics: Any = None
+        if hub:
+            from bench.quality.hub import HubQuality
+
+            self._hub_metrics = HubQuality(
+                self.config.clip_backbone, self.config.lpips_net, device=self.device
+            )
+
+    # -- distribution --------------------------------------------------------------------
+    def _mark_distribution_unavailable(self, reason: str) -> None:
+        for name in ("fid", "kid", "kid_std"):
+            self.unavailable[name] = reason
+
+    def _real_images(self) -> torch.Tensor | None:
+        if self.hub and self.config.real_images_dir:
+            from bench.quality.hub import load_image_folder
+
+            return load_image_folder(self.config.real_images_dir)
+        try:
+            return self.model.real_images("heldout")
+        except Exception as exc:  # ModelError: this model has no real images
+            self._mark_distribution_unavailable(str(exc))
+            return None
+
+    def scorer(self) -> Any:
+        """The run's :class:`~bench.quality.distribution.DistributionScorer`, or None (the
+        reason is in :attr:`unavailable`)."""
+        if self._scorer_tried:
+            return self._scorer
+        self._scorer_tried = True
+        dist = self.config.distribution()
+        if self.hub:
+            from bench.quality.hub import HubMetricUnavailable, inception_scorer, inception_weights
+
+            try:
+                inception_weights()
+            except HubMetricUnavailable as exc:
+                self._mark_distribution_unavailable(str(exc))
+                return None
+            real = self._real_images()
+            if real is None:
+                return None
+            self._scorer = inception_scorer(real, dist, self.device)
+        else:
+            classifier = self.model.classifier()
+            if classifier is None:
+                self._mark_distribution_unavailable(
+                    f"{self.model.name} has no domain classifier to take FID/KID features from"
+                )
+                return None
+            real = self._real_images()
+            if real is None:
+                return None
+            from bench.quality.distribution import classifier_scorer
+
+            self._scorer = classifier_scorer(classifier, real, dist)
+        self._real = real
+        return self._scorer
+
+    def noise_floor(self, n: int) -> dict[str, Any] | None:
+        """FID/KID between real samples at ``n`` images, across seeds (cached per ``n``)."""
+        if n in self._floors:
+            return self._floors[n]
+        seeds = self.config.noise_floor_seeds
+        scorer = self.scorer()
+        floor = None
+        if seeds and scorer is not None:
+            from bench.quality import noise_floor
+
+            if not self.hub:
+                floor = noise_floor.for_model(self.model, scorer, n, seeds, self.use_cache)
+            else:
+                floor = noise_floor.measure_halves(
+                    self._real, scorer.feature, n, seeds, scorer.config
+                )
+        self._floors[n] = floor
+        return floor
+
+    # -- everything ------------------------------------------------------------------------
+    def score(
+        self, images: torch.Tensor, reference: torch.Tensor | None, prompts: list[str]
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Values (fid, kid, kid_std; clip_score, lpips on hub models) and what they were
+        computed on, including ``unavailable``: metric -> why it was not computed."""
+        values: dict[str, float] = {}
+        details: dict[str, Any] = {}
+        if len(images) < 2:
+            self._mark_distribution_unavailable(
+                f"FID/KID need at least 2 quality images, got {len(images)}"
+            )
+        else:
+            scorer = self.scorer()
+            if scorer is not None:
+                values.update(scorer.score(images))
+                details["distribution"] = scorer.describe(len(images))
+        if self._hub_metrics is not None:
+            values.update(self._hub_metrics.score(images, reference, prompts))
+            details["hub"] = self._hub_metrics.describe()
+            self.unavailable.update(self._hub_metrics.unavailable)
+        details["unavailable"] = {k: v for k, v in self.unavailable.items() if k not in values}
+        return values, details
