@@ -1,0 +1,164 @@
+"""Jobs as Ray tasks: one machine or many, results gathered into the same store.
+
+Each job is a Ray task that runs the job exactly as the local executor does, in its own
+``python -m bench.job`` process on the worker node (so a crash or a hang kills that process,
+never the Ray worker), in a temporary folder there. The task returns the record and the
+job's files (image grid, sampled series, log); the sweep process writes them into the sweep
+folder and appends the record, so the store is the same whichever executor ran the jobs and
+the nodes need no shared filesystem.
+
+Resources: ``num_cpus`` = the job's threads; ``num_gpus=1`` for CUDA jobs (Ray sets
+``CUDA_VISIBLE_DEVICES``, so write ``device = "cuda"``). Devices are checked against the
+cluster's resources, not against the machine the sweep runs on.
+
+Every node needs accelbench installed (and the sweep's plugins importable); baseline images
+are cached per node unless ``ACCELBENCH_CACHE`` names a folder all nodes share (the
+``ACCELBENCH_*`` variables of the sweep process are passed to every job).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.executors.base import Deliver, Executor, JobDir, Outcome, Schedule
+from bench.sweep import Job, Plan, SweepError
+
+#: Files of a job's folder bigger than this are not shipped back (bytes).
+MAX_FILE_BYTES = 64 * 2**20
+
+
+def _ray_job(payload: dict[str, Any], threads: int) -> dict[str, Any]:
+    """The Ray task: run the job isolated in a temp folder; return its record and files."""
+    from bench.executors import process
+    from bench.job import JOB_FILE, RECORD_FILE
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"accelbench-{payload['id']}-"))
+    try:
+        record = process.run_isolated(payload, tmp, threads=threads)
+        files = {}
+        for path in sorted(tmp.rglob("*")):
+            rel = path.relative_to(tmp).as_posix()
+            if path.is_file() and rel not in (JOB_FILE, RECORD_FILE) \
+                    and path.stat().st_size <= MAX_FILE_BYTES:
+                files[rel] = path.read_bytes()
+        return {"record": record, "files": files}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RayExecutor(Executor):
+    """Dispatch jobs as Ray tasks.
+
+    Args:
+        address: a running cluster (``auto``, ``ray://host:10001``, ``host:6379``); None
+            connects to ``$RAY_ADDRESS`` if set, else starts a Ray instance on this machine
+            (stopped at the end).
+        threads: CPUs (and torch threads) per job.
+        init_kwargs: more arguments of ``ray.init`` when this executor starts Ray.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, threads: int = 1,
+                 init_kwargs: dict[str, Any] | None = None, poll_s: float = 0.5) -> None:
+        if threads < 1:
+            raise SweepError(f"threads must be >= 1, got {threads}")
+        self.address = address
+        self.threads = threads
+        self.init_kwargs = init_kwargs or {}
+        self.poll_s = poll_s
+        self._started = False
+
+    @property
+    def checks_devices_locally(self) -> bool:
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "address": self.address, "threads": self.threads}
+
+    def _connect(self):
+        try:
+            import ray
+        except ImportError:
+            raise SweepError(
+                "--executor ray needs Ray: pip install 'accelbench[distributed]' "
+                "(or pip install 'ray[default]')"
+            ) from None
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+            if self.address:
+                kwargs.pop("num_cpus", None)
+                kwargs.pop("num_gpus", None)
+            ray.init(address=self.address, **kwargs)
+            self._started = True
+        return ray
+
+    def check(self, plan: Plan) -> None:
+        ray = self._connect()
+        resources = ray.cluster_resources()
+        cpus = resources.get("CPU", 0)
+        if cpus < self.threads:
+            raise SweepError(f"the Ray cluster has {cpus:g} CPUs; a job asks for {self.threads}")
+        devices = {j.settings.device for j in plan.jobs}
+        if any(d.startswith("cuda") for d in devices):
+            if resources.get("GPU", 0) < 1:
+                raise SweepError("the sweep has CUDA jobs but the Ray cluster has no GPU")
+            if devices & {d for d in devices if d.startswith("cuda:")}:
+                raise SweepError('on Ray write device = "cuda": each job gets one GPU of its own')
+        if "mps" in devices:
+            raise SweepError("Ray does not schedule MPS devices; run mps sweeps with the local executor")
+
+    def run(self, items: Sequence[tuple[Job, dict[str, Any]]], job_dir: JobDir,
+            deliver: Deliver) -> None:
+        ray = self._connect()
+        task = ray.remote(_ray_job)
+        payloads = {job.id: p for job, p in items}
+        schedule = Schedule([job for job, _ in items])
+        running: dict[Any, Job] = {}
+        try:
+            while schedule or running:
+                for job in schedule.take():
+                    gpus = 1 if job.settings.device.startswith("cuda") else 0
+                    ref = task.options(
+                        num_cpus=self.threads, num_gpus=gpus, max_retries=0,
+                        name=f"accelbench-job-{job.id}",
+                    ).remote({**payloads[job.id], "executor": self.name}, self.threads)
+                    running[ref] = job
+                if not running:
+                    schedule.release_all()
+                    continue
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=self.poll_s)
+                for ref in ready:
+                    job = running.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                        outcome = Outcome(job, result["record"], result["files"])
+                    except Exception as exc:  # the task itself failed (node lost...)
+                        from bench.job import failure_record
+
+                        outcome = Outcome(job, failure_record(
+                            {**payloads[job.id], "executor": self.name},
+                            f"Ray task failed: {type(exc).__name__}: {exc}", kind="crash",
+                        ))
+                    schedule.done(job.id)
+                    deliver(outcome)
+        finally:
+            for ref in running:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # already finished or gone
+                    pass
+
+    def close(self) -> None:
+        """Stop the Ray instance if this executor started it."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
