@@ -29,8 +29,11 @@ class _ErrorGroup(click.Group):
     """Turns the project's own errors into one clear line and exit code 2."""
 
     def invoke(self, ctx):
-        from bench.models.registry import ModelError
-        from strategies.base import StrategyError
+        try:
+            from bench.models.registry import ModelError
+            from strategies.base import StrategyError
+        except ImportError:  # no torch here: `accelbench report` must still work
+            ModelError = StrategyError = ValueError  # both subclass ValueError  # noqa: N806
 
         try:
             return super().invoke(ctx)
@@ -99,7 +102,7 @@ def describe_cmd(name: str) -> None:
               help="Timed seconds at least (both minimums must be met).")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
               help="Untimed warm-up calls before timing.")
-@click.option("-q", "--quality-images", default=100, show_default=True,
+@click.option("-q", "--quality-images", default=200, show_default=True,
               type=click.IntRange(min=0), help="Images generated apart from the timing for quality.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Run directory (default: runs/<model>-<time>).")
@@ -110,15 +113,24 @@ def describe_cmd(name: str) -> None:
 @click.option("--trust-remote-code", is_flag=True,
               help="Run code that ships with a hub pipeline (off unless you ask).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html into the run directory.")
+@click.option("--real-images", "real_images_dir", default=None,
+              type=click.Path(exists=True, file_okay=False),
+              help="Folder of real images for Inception FID/KID on hf: models.")
+@click.option("--clip-backbone", default=None,
+              help="CLIP model of the CLIP score on hf: models (hub id or local folder; default "
+                   "openai/clip-vit-large-patch14). Scores of different backbones don't compare.")
 def run_cmd(model, strategies, device, batch_size, steps, iterations, min_seconds, warmup,
             quality_images, out_dir, sample_interval, no_cache, allow_download,
-            trust_remote_code, quiet) -> None:
+            trust_remote_code, quiet, no_report=False, real_images_dir=None,
+            clip_backbone=None) -> None:
     """Measure strategy stacks on a model and write a run directory.
 
     The baseline is always measured first; every other stack is timed, then scored
     against the baseline's images (same prompts and seeds).
     """
     from bench.harness import TimingConfig
+    from bench.quality.config import DEFAULT_CLIP_BACKBONE, QualityConfig
     from bench.runner import DEFAULT_STRATEGIES, RunConfig, Runner, parse_stacks
     from bench.summary import summary_table
 
@@ -143,6 +155,10 @@ def run_cmd(model, strategies, device, batch_size, steps, iterations, min_second
         trust_remote_code=trust_remote_code,
         allow_download=allow_download,
         use_cache=not no_cache,
+        quality=QualityConfig(
+            real_images_dir=real_images_dir,
+            clip_backbone=clip_backbone or DEFAULT_CLIP_BACKBONE,
+        ),
     )
     parse_stacks(config.strategies, device)  # fail on bad specs before loading anything
     started = time.perf_counter()
@@ -150,9 +166,286 @@ def run_cmd(model, strategies, device, batch_size, steps, iterations, min_second
                     log=None if quiet else (lambda m: click.echo(m, err=True)))
     records = runner.run()
     click.echo(summary_table(records))
+    drift = runner.baseline_drift
+    if drift and abs(drift["ratio"] - 1) > 0.05:
+        click.secho(
+            f"\nwarning: the baseline took {drift['first_ms']:.0f} ms per call at the start and "
+            f"{drift['last_ms']:.0f} ms at the end ({(drift['ratio'] - 1) * 100:+.0f}%): the machine's "
+            "speed drifted during the run, so speedups are uncertain by about as much. "
+            "Close other work, or compare stacks with `accelbench gate --interleaved`.",
+            fg="yellow",
+            err=True,
+        )
     click.echo(f"\nresults: {out_dir / 'results.jsonl'}   ({time.perf_counter() - started:.0f} s)")
+    if not no_report:
+        _write_run_report(out_dir)
     if any(r.get("status") == "failed" for r in records):
         sys.exit(1)
+
+
+def _write_run_report(out_dir: Path) -> None:
+    """Write ``report.html`` into a finished run directory and print its path; a report
+    that fails is a warning (the results are already safe on disk)."""
+    from reports import build_report
+
+    try:
+        rep = build_report([out_dir], out_dir / "report.html")
+    except Exception as exc:  # noqa: BLE001 - never lose a finished run to the report
+        click.echo(f"warning: report not written ({type(exc).__name__}: {exc}); "
+                   f"retry with `accelbench report {out_dir}`", err=True)
+        return
+    click.echo(f"report:  {rep.path}")
+
+
+@main.command("report")
+@click.argument("run_dirs", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write (default: RUN_DIR/report.html for one run, "
+                   "./report.html for several).")
+@click.option("--title", default=None, help="Title of the page.")
+def report_cmd(run_dirs, out, title) -> None:
+    """Build one self-contained HTML report from run directories (or results files).
+
+    Pareto plots of latency and energy against every quality metric, a sortable table of
+    every strategy, image grids, timings and the environment. With several runs, the first
+    is the reference and each other run is compared with it, strategy by strategy
+    (Mann-Whitney U on the raw latencies). Needs no torch.
+    """
+    from reports import build_report
+
+    if out is None:
+        single = len(run_dirs) == 1 and run_dirs[0].is_dir()
+        out = run_dirs[0] / "report.html" if single else Path("report.html")
+    rep = build_report(run_dirs, out, title=title)
+    click.echo(f"report: {rep.path}   ({rep.entries} records, {rep.figures} figures, "
+               f"{rep.grids} image grids, {rep.seconds:.1f} s)")
+
+
+EPILOG_GATE = """\b
+Examples:
+  accelbench gate runs/pr --baseline runs/main --quality psnr:-1 --quality fid:+10%
+  accelbench gate pr.json --baseline main.json           (pytest-benchmark JSON)
+  accelbench gate --interleaved -s steps:n=10 --baseline tests/benchmarks/baseline/digits-unet.json
+      measure reference and candidate in alternation, compare speedups with a committed file
+  accelbench gate --interleaved --baseline-src ../main-checkout -s bf16
+      this tree against another checkout, interleaved in one job (noisy runners)
+  accelbench gate --interleaved -s bf16 --save-baseline baseline.json   (refresh a baseline)
+
+Exit status: 0 pass, 1 regression, 2 usage error (or inputs that cannot be compared).
+"""
+
+
+@main.command("gate", epilog=EPILOG_GATE)
+@click.argument("current", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--baseline", "baselines", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Run directory, results.jsonl, pytest-benchmark JSON or gate baseline file "
+                   "(repeatable).")
+@click.option("--max-slowdown", default="10%", show_default=True,
+              help="Relative slowdown tolerated (10% or 0.10); larger ones count only if significant.")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Significance level of the latency test.")
+@click.option("--latency", "latency_mode", type=click.Choice(["absolute", "speedup", "off"]), default=None,
+              help="Compare latencies (absolute; default), each strategy's speedup over its own "
+                   "run's reference (speedup; default with --interleaved --baseline), or not at all.")
+@click.option("-Q", "--quality", "quality_rules", multiple=True,
+              help="Quality rule (repeatable): psnr:-1, fid:+10%, ssim:0.02, adherence>=0.7, fid<=40.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the machine-readable verdict here.")
+@click.option("--save-baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write CURRENT (or the interleaved run) as a gate baseline file to commit.")
+@click.option("--interleaved", is_flag=True,
+              help="Measure instead of reading CURRENT: reference and candidate arms in alternation.")
+@click.option("-m", "--model", default="digits-unet", show_default=True, help="[interleaved] Model.")
+@click.option("-s", "--strategy", "--candidate-strategy", "candidates", multiple=True,
+              help="[interleaved] Candidate stack (repeatable).")
+@click.option("--reference-strategy", "--baseline-strategy", "reference", default="baseline",
+              show_default=True, help="[interleaved] Stack the candidates are compared with.")
+@click.option("--baseline-src", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="[interleaved] Another accelbench checkout to measure the same stacks with, "
+                   "in worker processes, interleaved with this tree.")
+@click.option("-d", "--device", default="cpu", show_default=True, help="[interleaved] Device.")
+@click.option("-b", "--batch-size", default=2, show_default=True, type=click.IntRange(min=1),
+              help="[interleaved] Images per call.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="[interleaved] Denoising steps of the reference (default: the model's own).")
+@click.option("--rounds", default=10, show_default=True, type=click.IntRange(min=2),
+              help="[interleaved] Rounds; each arm is timed --block calls per round.")
+@click.option("--block", default=1, show_default=True, type=click.IntRange(min=1),
+              help="[interleaved] Calls of one arm in a row.")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
+              help="[interleaved] Untimed calls per arm first.")
+@click.option("-q", "--quality-images", default=16, show_default=True, type=click.IntRange(min=0),
+              help="[interleaved] Images per arm for quality.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="[interleaved] torch threads (this process, and each worker).")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="[interleaved] Run directory (default: runs/gate-<time>).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def gate_cmd(current, baselines, max_slowdown, alpha, latency_mode, quality_rules, json_out,
+             save_baseline, interleaved, model, candidates, reference, baseline_src, device,
+             batch_size, steps, rounds, block, warmup, quality_images, threads, out_dir,
+             quiet) -> None:
+    """Compare CURRENT with --baseline and exit 0 (pass), 1 (regression) or 2 (usage error).
+
+    CURRENT and the baseline are run directories, results.jsonl files, pytest-benchmark JSON
+    files or gate baseline files. A slowdown beyond --max-slowdown counts only when it is
+    also significant (Mann-Whitney U on the raw samples, or non-overlapping 95% intervals
+    where raw samples were not kept). Quality rules use each metric's declared direction;
+    quality is deterministic for fixed seeds, so it needs no test.
+    """
+    from bench import gate as gatelib
+
+    rules = gatelib.Rules(
+        latency=latency_mode or ("speedup" if interleaved and baselines else "absolute"),
+        max_slowdown=gatelib.parse_fraction(max_slowdown, "--max-slowdown"),
+        alpha=alpha,
+        quality=tuple(gatelib.QualityRule.parse(r) for r in quality_rules),
+    )
+    log = None if quiet else (lambda m: click.echo(m, err=True))
+    if interleaved:
+        if current:
+            raise click.UsageError("--interleaved measures CURRENT itself: give no CURRENT paths")
+        from bench.interleave import InterleaveConfig, WorkerError, run_interleaved, verdict_for
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        if out_dir is None:
+            out_dir = Path("runs") / f"gate-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        config = InterleaveConfig(
+            model=model, reference=reference, candidates=tuple(candidates),
+            baseline_src=str(baseline_src) if baseline_src else None, device=device,
+            batch_size=batch_size, steps=steps, rounds=rounds, block=block, warmup=warmup,
+            quality_images=quality_images, threads=threads, out_dir=out_dir,
+        )
+        try:
+            result = run_interleaved(config, log=log, show_progress=not quiet)
+        except WorkerError as exc:  # a tree that cannot be measured: nothing to compare
+            raise gatelib.GateError(str(exc)) from None
+        click.echo(f"measured: {out_dir / 'results.jsonl'}", err=True)
+        entries = gatelib.entries_from_records(result.records, str(out_dir))
+        if save_baseline:
+            click.echo(f"baseline written: {gatelib.save_baseline(entries, save_baseline)}")
+            if not baselines:
+                return
+        verdict = verdict_for(result, rules, baselines)
+    else:
+        if not current:
+            raise click.UsageError("give CURRENT (run directories or JSON files), or --interleaved")
+        if save_baseline:
+            entries = gatelib.read_many(current)
+            click.echo(f"baseline written: {gatelib.save_baseline(entries, save_baseline)}")
+            if not baselines and not rules.quality:
+                return
+        verdict = gatelib.gate_paths(current, baselines or None, rules)
+    click.echo(gatelib.format_table(verdict))
+    if json_out:
+        click.echo(f"verdict: {gatelib.write_verdict(verdict, json_out)}", err=True)
+    sys.exit(verdict.exit_code)
+
+
+EPILOG_SWEEP = """\b
+Examples:
+  accelbench sweep --example > sweep.toml      a commented sweep file to start from
+  accelbench sweep sweep.toml                  run it; run it again to resume
+  accelbench sweep sweep.toml --dry-run        validate and list the jobs, run nothing
+  accelbench sweep sweep.toml -j 2 --timeout 600
+  accelbench sweep sweep.toml --retry-failed   run the jobs that failed once more
+  accelbench sweep sweep.toml --address auto   as Ray tasks on a running Ray cluster
+
+\b
+Each job (model, settings, stack) runs in its own process and times the baseline itself
+just before its stack, so its speedup is against the same machine and process. A crash,
+an out-of-memory kill or a hang past the time limit becomes a failed row and the sweep
+goes on. Exit status: 0 every job recorded, 1 some failed, 2 a bad sweep file.
+"""
+
+
+@main.command("sweep", epilog=EPILOG_SWEEP)
+@click.argument("sweep_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--example", is_flag=True, help="Print a commented example sweep file and exit.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Sweep folder (default: the file's `out`, else runs/sweep-<name>).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where jobs run: processes here (local; default) or Ray tasks (ray).")
+@click.option("--address", default=None,
+              help="[ray] Cluster address: auto, host:6379 or ray://host:10001 (default: "
+                   "$RAY_ADDRESS, else a Ray instance started here). Implies --executor ray.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="[local] Jobs at once (default: the file's [jobs] workers, else 1).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads per job; on Ray also its CPUs (default: cores / workers; Ray: 1).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds a job may run before it is killed (default: the file's [jobs] timeout_s).")
+@click.option("--retry-failed", is_flag=True, help="Run the jobs whose record is a failure again.")
+@click.option("--dry-run", is_flag=True, help="Validate and list the jobs; run nothing.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep_cmd(sweep_file, example, out_dir, executor, address, workers, threads, timeout,
+              retry_failed, dry_run, quiet) -> None:
+    """Run a sweep file: models x settings x strategy stacks, each job isolated.
+
+    The whole sweep is expanded and validated before any model loads. Records go to
+    SWEEP_FOLDER/results.jsonl (read them with bench.results.load or `accelbench report`).
+    """
+    import dataclasses
+
+    from bench import sweep as sweeplib
+    from bench.executors import driver, make_executor
+
+    if example:
+        click.echo(sweeplib.EXAMPLE, nl=False)
+        return
+    if sweep_file is None:
+        raise click.UsageError("give a SWEEP_FILE (or --example to print one)")
+    if address and executor == "local":
+        raise click.UsageError("--address is for --executor ray")
+    executor = executor or ("ray" if address else "local")
+    spec = sweeplib.load(sweep_file, out_dir=out_dir)
+    changes = {k: v for k, v in (("workers", workers), ("threads", threads),
+                                 ("timeout_s", timeout)) if v is not None}
+    spec = dataclasses.replace(spec, **changes)
+    ex = make_executor(executor, workers=spec.workers, threads=spec.threads, address=address)
+    try:
+        plan = sweeplib.validate(spec, check_devices=ex.checks_devices_locally)
+        for warning in plan.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if dry_run:
+            click.echo(driver.plan_table(plan, retry_failed))
+            return
+    except BaseException:
+        ex.close()
+        raise
+    bar = None
+
+    def on_start(todo, skipped):
+        nonlocal bar
+        from tqdm.auto import tqdm
+
+        click.echo(f"sweep {spec.name}: {len(plan.jobs)} jobs ({len(skipped)} already recorded, "
+                   f"{len(todo)} to run) on {executor}; folder {spec.out_dir}", err=True)
+        bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=quiet or not todo)
+
+    def on_done(outcome):
+        if outcome.status == "failed":
+            bar.write(f"FAILED {outcome.job.label}: {str(outcome.record.get('error'))[:160]}",
+                      file=sys.stderr)
+        bar.set_postfix_str(f"{outcome.job.strategy[:24]}: {outcome.status}")
+        bar.update(1)
+
+    try:
+        result = driver.run_plan(plan, ex, retry_failed=retry_failed, on_start=on_start,
+                                 on_done=on_done)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished jobs are recorded; run the same command to resume",
+                   err=True)
+        sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(driver.summary(result))
+    sys.exit(1 if result.failed else 0)
 
 
 if __name__ == "__main__":

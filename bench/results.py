@@ -166,6 +166,10 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     }
     for name in ("psnr", "ssim", "adherence", "fid", "kid", "kid_std", "lpips", "clip_score"):
         row[name] = _number(quality.get(name))
+    # Autoregressive models only (extra columns, None elsewhere).
+    for name in ("tokens_per_s", "acceptance_rate"):
+        if name in stats:
+            row[name] = _number(stats[name])
     for name in ("latency_ms_median", "latency_ms_ci_low", "latency_ms_ci_high", "speedup"):
         row[name] = _number(row[name])
     return row

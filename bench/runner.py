@@ -22,8 +22,12 @@ from bench import baseline_cache, environment, results, stats
 from bench.harness import Timing, TimingConfig, measure
 from bench.models.base import ModelSpec, ReferenceModel
 from bench.quality.base import METRICS
+from bench.quality.config import QualityConfig
 from bench.samplers import make_sampler
 from strategies import StrategyError, StrategyStack, parse_stack
+
+#: Images shown in each stack's grid (the first quality images: same prompts and seeds).
+GRID_IMAGES = 20
 
 DEFAULT_STRATEGIES = ("baseline", "bf16", "steps:n=10", "scheduler:name=dpm-solver+steps:n=10")
 
@@ -43,6 +47,11 @@ class RunConfig:
         seed: seed of the first image; image i uses seed + i.
         sample_interval_s: sampler polling interval.
         out_dir: the run directory.
+        quality: settings of the distribution and hub quality metrics (KID subsets, noise
+            floor draws, real images for hub models, CLIP and LPIPS backbones).
+        resolution: (height, width) to generate at; None: the model's own. Hub pipelines
+            take any multiple of 8; an embedded model only its native size (anything else
+            is refused with the reason, see :func:`bench.models.registry.check_resolution`).
     """
 
     model: str = "digits-unet"
@@ -51,13 +60,15 @@ class RunConfig:
     batch_size: int = 8
     steps: int | None = None
     timing: TimingConfig = field(default_factory=TimingConfig)
-    quality_images: int = 100
+    quality_images: int = 200
     seed: int = 0
     sample_interval_s: float = 0.05
     out_dir: Path = Path("runs/latest")
     trust_remote_code: bool = False
     allow_download: bool = False
     use_cache: bool = True
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    resolution: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -100,6 +111,9 @@ class Runner:
         self.log = log or (lambda msg: None)
         self.run_id = uuid.uuid4().hex[:12]
         self.records: list[dict[str, Any]] = []
+        #: The baseline's median timed again after all stacks, against the first (see
+        #: :meth:`_recheck_baseline`); None until a run with more than the baseline ends.
+        self.baseline_drift: dict[str, Any] | None = None
         self._baseline_latencies: list[float] | None = None
 
     # -- public ------------------------------------------------------------------------
@@ -127,6 +141,12 @@ class Runner:
             if "num_inference_steps" not in base.call_args:
                 raise StrategyError(f"{base.name} has no denoising step count to set")
             base.call_args["num_inference_steps"] = cfg.steps
+        if cfg.resolution is not None:
+            from bench.models.registry import check_resolution
+
+            check_resolution(cfg.model, cfg.resolution)
+            if cfg.model.startswith("hf:"):
+                base.call_args["height"], base.call_args["width"] = cfg.resolution
 
         timed_prompts, _ = base.prompts(cfg.batch_size)
         timed_seeds = [cfg.seed + i for i in range(cfg.batch_size)]
@@ -143,7 +163,38 @@ class Runner:
             )
             results.append(out, record)
             self.records.append(record)
+        if len(stacks) > 1 and self._baseline_latencies:
+            self.baseline_drift = self._recheck_baseline(base, timed_prompts, timed_seeds)
         return self.records
+
+    def _recheck_baseline(self, base: ReferenceModel, prompts, seeds) -> dict[str, Any]:
+        """Time the baseline again after every stack: if the machine's speed drifted during
+        the run (other load, thermal throttling), every speedup is off by about as much.
+
+        The result is saved as ``run.json`` in the run directory and returned.
+        """
+        import json
+
+        model = base.clone()
+
+        def call(step_callback):
+            with torch.inference_mode():
+                return model.generate(prompts, seeds, step_callback=step_callback)
+
+        self.log("[baseline] timing again to check for drift")
+        again = measure(call, torch.device(self.config.device), self.config.timing)
+        first = stats.summarize(self._baseline_latencies).median
+        last = stats.summarize(again.latencies_s).median
+        drift = {
+            "first_ms": first * 1000,
+            "last_ms": last * 1000,
+            "ratio": last / first,
+            "p_value": stats.mann_whitney_p(self._baseline_latencies, again.latencies_s),
+            "latencies_s": again.latencies_s,
+        }
+        summary = {"run_id": self.run_id, "baseline_drift": drift}
+        (Path(self.config.out_dir) / "run.json").write_text(json.dumps(summary, indent=1))
+        return drift
 
     # -- internals ---------------------------------------------------------------------
     def _baseline_images(self, base: ReferenceModel, prompts, seeds) -> torch.Tensor | None:
@@ -186,6 +237,7 @@ class Runner:
                 "device": cfg.device,
                 "batch_size": cfg.batch_size,
                 "steps": base.steps,
+                "resolution": list(cfg.resolution) if cfg.resolution else None,
                 "quality_images": cfg.quality_images,
                 "seed": cfg.seed,
             },
@@ -218,6 +270,7 @@ class Runner:
             timing, sampler_result, cuda_peak = self._time(model, stack, timed_prompts, timed_seeds)
             record["timing"] = timing.as_dict()
             record["stats"] = self._stats(timing)
+            self._decoding_stats(record, model)
             record["cold"] = {
                 "load_s": load_s,
                 "apply_s": apply_s,
@@ -226,6 +279,7 @@ class Runner:
             }
             self._break_even(record)
             record["sampler"] = sampler_result.as_dict()
+            record["series_file"] = self._save_series(stack, sampler_result)
             record["memory"] = self._memory(sampler_result, cuda_peak)
             record["energy"] = self._energy(sampler_result)
             if q_prompts:
@@ -233,8 +287,10 @@ class Runner:
                     model, q_prompts, q_seeds, f"quality {stack.spec}"
                 )
                 record["images"] = self._save_images(stack, images)
-                record["quality"], record["quality_meta"] = self._quality(
-                    images, reference, q_labels, classifier
+                record["image_prompts"] = list(q_prompts[:GRID_IMAGES])
+                record["image_seeds"] = list(q_seeds[:GRID_IMAGES])
+                record.update(
+                    self._quality(base, images, reference, q_prompts, q_labels, classifier)
                 )
         except StrategyError as exc:
             record.update(status="unsupported", error=str(exc))
@@ -266,18 +322,39 @@ class Runner:
             with torch.inference_mode():
                 return model.generate(prompts, seeds, step_callback=step_callback)
 
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        sampler = make_sampler(cfg.device, cfg.sample_interval_s)
+        gpus = _model_gpus(model, device)
+        for g in gpus:
+            torch.cuda.reset_peak_memory_stats(g)
+        sampler = make_sampler(cfg.device, cfg.sample_interval_s, gpus=gpus or None)
         try:
             with sampler:
                 timing = measure(call, device, cfg.timing, progress)
         finally:
             bar.close()
-        cuda_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        cuda_peak = sum(torch.cuda.max_memory_allocated(g) for g in gpus) / 2**20 if gpus else None
         if stack.is_baseline:
             self._baseline_latencies = timing.latencies_s
-        return timing, sampler.result(), cuda_peak
+        # Energy and peaks over the timed loop only (the sampler also saw the warm-up).
+        result = sampler.result(
+            window=timing.window, images=len(timing.latencies_s) * len(prompts), bounds=timing.bounds
+        )
+        return timing, result, cuda_peak
+
+    def _save_series(self, stack: StrategyStack, sampler_result) -> str | None:
+        """Write the raw sampled series; returns its path inside the run dir (None on failure)."""
+        from bench.images import slug
+        from bench.samplers import series
+
+        try:
+            path = series.write(
+                sampler_result,
+                Path(self.config.out_dir) / "series" / slug(stack.spec),
+                extra={"run_id": self.run_id, "strategy": stack.spec},
+            )
+        except Exception as exc:  # the timeline is a nice-to-have; the record is not
+            self.log(f"[{stack.spec}] raw series not saved: {type(exc).__name__}: {exc}")
+            return None
+        return str(path.relative_to(self.config.out_dir))
 
     def _stats(self, timing: Timing) -> dict[str, Any]:
         b = self.config.batch_size
@@ -293,6 +370,21 @@ class Runner:
             out["speedup"] = stats.speedup(self._baseline_latencies, timing.latencies_s).as_dict()
         return out
 
+    @staticmethod
+    def _decoding_stats(record: dict[str, Any], model: ReferenceModel) -> None:
+        """Token rates of models that generate tokens: tokens/s from the ``tokens_per_image``
+        the model describes, and the decoding counts it keeps in ``notes["decoding"]`` over the
+        calls so far (warm-up and timed loop): tokens per target forward pass and, under
+        speculative decoding, the share of draft tokens accepted (``acceptance_rate``) and the
+        probability that a checked draft token is accepted (``token_acceptance``)."""
+        per_image = record["model"].get("tokens_per_image")
+        if per_image:
+            record["stats"]["tokens_per_s"] = per_image * record["stats"]["images_per_s"]
+        decoding = model.notes.get("decoding") or {}
+        for key in ("tokens_per_target_forward", "acceptance_rate", "token_acceptance"):
+            if decoding.get(key) is not None:
+                record["stats"][key] = decoding[key]
+
     def _break_even(self, record: dict[str, Any]) -> None:
         """Images after which a training strategy's one-off cost is paid back."""
         cold = record["cold"]
@@ -306,8 +398,13 @@ class Runner:
 
     @staticmethod
     def _memory(sampler_result, cuda_peak: float | None) -> dict[str, Any]:
+        """Peak memory during the timed loop: sampled RSS, the kernel's RSS high-water mark
+        (warm-up included), and on GPUs the allocator's, device and process views."""
         summary = sampler_result.summary
-        mem: dict[str, Any] = {"peak_rss_mb": summary.get("peak_rss_mb")}
+        mem: dict[str, Any] = {
+            "peak_rss_mb": summary.get("peak_rss_mb"),
+            "rss_hwm_mb": summary.get("rss_hwm_mb"),
+        }
         if cuda_peak is not None:
             mem["cuda_allocator_peak_mb"] = cuda_peak
             mem["device_peak_mb"] = summary.get("device_mem_peak_mb")
@@ -319,35 +416,86 @@ class Runner:
 
     @staticmethod
     def _energy(sampler_result) -> dict[str, Any]:
+        """Energy of the timed loop: total, per image, images per kWh and how it was measured
+        (``unavailable`` with the reason, never zero)."""
         summary = sampler_result.summary
         if summary.get("energy_j") is None:
-            return {
+            out: dict[str, Any] = {
+                "energy_j": None,
                 "j_per_image": None,
+                "images_per_kwh": None,
                 "method": "unavailable",
                 "reason": sampler_result.missing.get("energy", "this sampler reads no energy"),
             }
-        return {k: summary.get(k) for k in ("energy_j", "j_per_image", "avg_power_w", "method")}
+        else:
+            keys = ("energy_j", "j_per_image", "images_per_kwh", "avg_power_w", "method",
+                    "window_s", "images")
+            out = {k: summary.get(k) for k in keys}
+            if summary.get("energy_note"):
+                out["note"] = summary["energy_note"]
+        out["scope"] = summary.get("energy_scope")
+        gpus = summary.get("gpus") or {}
+        if gpus:
+            out["per_device"] = {f"cuda:{k}": g.get("energy") for k, g in gpus.items()}
+            host = summary.get("cpu_energy") or {}
+            if host.get("energy_j") is not None:
+                out["host"] = host
+        return out
 
-    @staticmethod
-    def _quality(images, reference, labels, classifier):
-        """Score the quality images; computed apart from the timed loop."""
+    def _quality(self, base, images, reference, prompts, labels, classifier):
+        """Score the quality images; computed apart from the timed loop.
+
+        Returns the record's fields ``quality`` (values), ``quality_meta`` (each metric's
+        direction and unit), ``quality_details`` (what FID/KID were computed on, hub
+        backbones, and ``unavailable``: metric -> why it was not computed) and
+        ``quality_noise_floor`` (FID/KID/adherence between real samples of the same size,
+        across seeds: differences below it mean nothing).
+        """
         from bench.quality import adherence, fidelity
+        from bench.quality.suite import QualitySuite
 
         quality: dict[str, Any] = {}
         quality["psnr"] = fidelity.psnr(images, reference)
         quality["ssim"] = fidelity.ssim(images, reference)
         if classifier is not None:
             quality["adherence"] = adherence.adherence(classifier, images, labels)
-        meta = {name: METRICS[name].as_dict() for name in quality}
-        return quality, meta
+        suite = getattr(self, "_quality_suite", None)
+        if suite is None:
+            suite = self._quality_suite = QualitySuite(
+                base, self.config.quality, hub=self.config.model.startswith("hf:"),
+                use_cache=self.config.use_cache,
+            )
+        extra, details = suite.score(images, reference, list(prompts))
+        quality.update(extra)
+        return {
+            "quality": quality,
+            "quality_meta": {name: METRICS[name].as_dict() for name in quality},
+            "quality_details": details,
+            "quality_noise_floor": suite.noise_floor(len(images)),
+        }
 
     def _save_images(self, stack: StrategyStack, images: torch.Tensor) -> str:
         """Save a grid of the first quality images; returns its path inside the run dir."""
         from bench.images import save_grid, slug
 
         path = Path(self.config.out_dir) / "images" / f"{slug(stack.spec)}.png"
-        save_grid(images[:20], path, ncol=10)
+        save_grid(images[:GRID_IMAGES], path, ncol=10)
         return str(path.relative_to(self.config.out_dir))
+
+
+def _model_gpus(model: ReferenceModel, device: torch.device) -> list[int]:
+    """CUDA ordinals holding any of the model's weights, plus the run's device."""
+    if device.type != "cuda":
+        return []
+    found = {device.index if device.index is not None else torch.cuda.current_device()}
+    try:
+        for module in model.components().values():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                if tensor.device.type == "cuda":
+                    found.add(tensor.device.index or 0)
+    except Exception:  # an exotic component: the run's device is still sampled
+        pass
+    return sorted(found)
 
 
 def _median_step_ms(timing: Timing) -> float | None:

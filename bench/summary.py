@@ -43,6 +43,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
                 _fmt(q.get("adherence"), ".2f"),
             )
         )
+    rows = _with_token_columns(rows, records)
+    header = rows[0]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = []
     for k, row in enumerate(rows):
@@ -50,3 +52,20 @@ def summary_table(records: list[dict[str, Any]]) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _with_token_columns(rows: list[tuple], records: list[dict[str, Any]]) -> list[tuple]:
+    """Add tokens/s and the draft acceptance rate after img/s when any record has them
+    (autoregressive models); tables of other models are unchanged."""
+    keys = [k for k in ("tokens_per_s", "acceptance_rate")
+            if any(k in ((r.get("stats") or {}) if r.get("status") == "ok" else {}) for r in records)]
+    if not keys:
+        return rows
+    titles = {"tokens_per_s": "tok/s", "acceptance_rate": "accept"}
+    specs = {"tokens_per_s": ".0f", "acceptance_rate": ".2f"}
+    out = [rows[0][:4] + tuple(titles[k] for k in keys) + rows[0][4:]]
+    for row, r in zip(rows[1:], records, strict=True):
+        stats = (r.get("stats") or {}) if r.get("status") == "ok" else None
+        cells = tuple(_fmt(stats.get(k), specs[k]) if stats is not None else "" for k in keys)
+        out.append(row[:4] + cells + row[4:])
+    return out

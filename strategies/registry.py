@@ -26,15 +26,57 @@ BUILTIN: dict[str, str] = {
     "fp16": "strategies.precision:FP16",
     "steps": "strategies.steps:FewerSteps",
     "scheduler": "strategies.scheduler:Scheduler",
+    "quant": "strategies.quant:Quant",
+    "prune-magnitude": "strategies.prune_magnitude:MagnitudePrune",
+    "prune-structured": "strategies.prune_structured:StructuredPrune",
+    "distill": "strategies.distill:Distill",
+    "fusion": "strategies.fusion:Fusion",
+    "no-kv-cache": "strategies.kv_cache:NoKVCache",
+    "speculative": "strategies.speculative:Speculative",
+    "compile": "strategies.compile:Compile",
+    "channels-last": "strategies.channels_last:ChannelsLast",
+    "attention": "strategies.attention:Attention",
+    "fused-qkv": "strategies.fused_qkv:FusedQKV",
+    "deepcache": "strategies.deepcache:DeepCache",
+    "tome": "strategies.tome:ToMe",
+    "fbcache": "strategies.diffusers_cache:FBCache",
+    "taylorseer": "strategies.diffusers_cache:TaylorSeer",
+    "pab": "strategies.diffusers_cache:PAB",
+    "fastercache": "strategies.diffusers_cache:FasterCache",
 }
+
+
+#: Strategies registered at run time with :func:`register` (e.g. by a sweep's plugins).
+_RUNTIME: dict[str, str] = {}
 
 
 @lru_cache(maxsize=1)
 def _entries() -> dict[str, str]:
-    entries = dict(BUILTIN)
+    entries = {**BUILTIN, **_RUNTIME}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         entries.setdefault(ep.name, ep.value)
     return entries
+
+
+def register(name: str, target: str | type[Strategy]) -> None:
+    """Register a strategy at run time: ``target`` is ``"module:Class"`` or the class.
+
+    For strategies that live in a plain module rather than an installed package (which
+    would use the entry-point group): import the module where it calls ``register``, e.g.
+    through a sweep's ``plugins``. The class must be importable by that path, so that
+    worker processes resolve the name the same way. Names already taken are refused.
+    """
+    if isinstance(target, type):
+        if not issubclass(target, Strategy):
+            raise StrategyError(f"{target!r} is not a Strategy subclass")
+        target = f"{target.__module__}:{target.__qualname__}"
+    if ":" not in target:
+        raise StrategyError(f"register {name!r}: target {target!r} is not 'module:Class'")
+    current = _entries().get(name)
+    if current is not None and current != target:
+        raise StrategyError(f"strategy name {name!r} is already taken by {current}")
+    _RUNTIME[name] = target
+    _entries.cache_clear()
 
 
 def names() -> list[str]:

@@ -76,6 +76,15 @@ def test_raw_samples_environment_and_images_are_kept(run_dir):
     json.dumps(record)  # plain JSON
 
 
+def test_baseline_is_timed_again_to_expose_drift(run_dir):
+    import json
+
+    drift = json.loads((run_dir / "run.json").read_text())["baseline_drift"]
+    assert drift["first_ms"] > 0 and drift["last_ms"] > 0
+    assert drift["ratio"] == pytest.approx(drift["last_ms"] / drift["first_ms"])
+    assert len(drift["latencies_s"]) >= 2
+
+
 def test_baseline_images_are_cached(tmp_path, monkeypatch):
     from bench import baseline_cache
 

@@ -22,6 +22,8 @@ class ModelInfo:
     loader: str  # "module:function(device) -> ReferenceModel"
     summary: str
     kind: str
+    #: The one (square) size an embedded model generates, in pixels; None: not declared.
+    resolution: int | None = None
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -32,6 +34,21 @@ MODELS: dict[str, ModelInfo] = {
             "bench.models.digits_unet:load",
             "text-conditioned UNet diffusion model on 16x16 handwritten digits (embedded, default)",
             "diffusion-unet",
+            resolution=16,
+        ),
+        ModelInfo(
+            "digits-dit",
+            "bench.models.digits_dit:load",
+            "text-conditioned transformer (PixArt DiT, 64 tokens) diffusion model on 16x16 digits (embedded)",
+            "diffusion-dit",
+            resolution=16,
+        ),
+        ModelInfo(
+            "digits-ar",
+            "bench.models.digits_ar:load",
+            "autoregressive LLM-style generator (Llama) writing 8x8 digits as 64 pixel tokens (embedded)",
+            "autoregressive",
+            resolution=16,
         ),
     )
 }
@@ -75,6 +92,30 @@ def check_device(device: str) -> None:
         raise ModelError("device 'mps' asked for, but MPS is not available here")
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise ModelError(f"device type {dev.type!r} is not supported; use cpu, cuda or mps")
+
+
+def check_resolution(name: str, resolution: tuple[int, int]) -> None:
+    """Refuse, with the reason, a (height, width) that model ``name`` cannot generate at.
+
+    ``hf:`` pipelines take height and width call arguments, which diffusers needs to be
+    multiples of 8 (the VAE's downsampling); an embedded model generates its native size only.
+    """
+    height, width = resolution
+    if name.startswith("hf:"):
+        if height < 8 or width < 8 or height % 8 or width % 8:
+            raise ModelError(
+                f"{name}: resolution {width}x{height} (width x height) is not a multiple of 8; "
+                "diffusers pipelines need height and width divisible by their VAE's factor (8)"
+            )
+        return
+    info = get_model_info(name)
+    if info.resolution is None:
+        raise ModelError(f"{name} declares no resolution it can be asked for; leave it unset")
+    if (height, width) != (info.resolution, info.resolution):
+        raise ModelError(
+            f"{name} generates {info.resolution}x{info.resolution} images only (it was trained "
+            f"at that size); {width}x{height} cannot be measured"
+        )
 
 
 def load_model(spec: ModelSpec | str) -> ReferenceModel:
