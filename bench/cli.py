@@ -248,6 +248,9 @@ Exit status: 0 pass, 1 regression, 2 usage error (or inputs that cannot be compa
 @click.option("--latency", "latency_mode", type=click.Choice(["absolute", "speedup", "off"]), default=None,
               help="Compare latencies (absolute; default), each strategy's speedup over its own "
                    "run's reference (speedup; default with --interleaved --baseline), or not at all.")
+@click.option("--test", "latency_test", type=click.Choice(["auto", "mann-whitney"]), default="auto",
+              show_default=True, help="auto: arms of one interleaved job are compared round by "
+                                      "round (paired); mann-whitney: always unpaired.")
 @click.option("-Q", "--quality", "quality_rules", multiple=True,
               help="Quality rule (repeatable): psnr:-1, fid:+10%, ssim:0.02, adherence>=0.7, fid<=40.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -282,7 +285,7 @@ Exit status: 0 pass, 1 regression, 2 usage error (or inputs that cannot be compa
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="[interleaved] Run directory (default: runs/gate-<time>).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def gate_cmd(current, baselines, max_slowdown, alpha, latency_mode, quality_rules, json_out,
+def gate_cmd(current, baselines, max_slowdown, alpha, latency_mode, latency_test, quality_rules, json_out,
              save_baseline, interleaved, model, candidates, reference, baseline_src, device,
              batch_size, steps, rounds, block, warmup, quality_images, threads, out_dir,
              quiet) -> None:
@@ -290,9 +293,10 @@ def gate_cmd(current, baselines, max_slowdown, alpha, latency_mode, quality_rule
 
     CURRENT and the baseline are run directories, results.jsonl files, pytest-benchmark JSON
     files or gate baseline files. A slowdown beyond --max-slowdown counts only when it is
-    also significant (Mann-Whitney U on the raw samples, or non-overlapping 95% intervals
-    where raw samples were not kept). Quality rules use each metric's declared direction;
-    quality is deterministic for fixed seeds, so it needs no test.
+    also significant: Mann-Whitney U on the raw samples (two arms of one interleaved job:
+    Wilcoxon signed-rank on their per-round ratios), or non-overlapping 95% intervals where
+    raw samples were not kept. Quality rules use each metric's declared direction; quality
+    is deterministic for fixed seeds, so it needs no test.
     """
     from bench import gate as gatelib
 
@@ -301,6 +305,7 @@ def gate_cmd(current, baselines, max_slowdown, alpha, latency_mode, quality_rule
         max_slowdown=gatelib.parse_fraction(max_slowdown, "--max-slowdown"),
         alpha=alpha,
         quality=tuple(gatelib.QualityRule.parse(r) for r in quality_rules),
+        test=latency_test,
     )
     log = None if quiet else (lambda m: click.echo(m, err=True))
     if interleaved:

@@ -17,7 +17,9 @@ that are not accelbench's), and checked against :class:`Rules`:
 * **latency** (``mode="absolute"``): the current median against the baseline's. A slowdown
   counts only when it is larger than ``max_slowdown`` *and* significant: Mann-Whitney U on
   the raw samples (p < ``alpha``) where both sides kept them, else non-overlapping 95%
-  intervals of the median. Meant for two measurements made on the same machine (pytest-
+  intervals of the median. Two arms of one interleaved job are compared round by round
+  instead (median per-round ratio, Wilcoxon signed-rank on the log ratios), which cancels
+  the machine's drift. Meant for two measurements made on the same machine (pytest-
   benchmark on a dedicated runner, or the two arms of one interleaved job).
 * **latency** (``mode="speedup"``): each strategy's speedup over its own run's reference
   (the ``baseline`` stack measured in the same job) against the baseline's speedup. The

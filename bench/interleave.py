@@ -17,7 +17,8 @@ Two forms:
   processes, one importing ``bench``/``strategies`` from ``baseline_src`` (a checkout of
   the commit to compare with, e.g. ``git worktree add ../base origin/main``) and one from
   this tree. Their latencies are directly comparable because they were measured in
-  alternation on the same machine at the same time.
+  alternation on the same machine at the same time (two processes running the same code
+  can still differ by a few percent, from memory layout: use a threshold of 10% or more).
 
 Results are ordinary run directories (``accelbench.record/1`` records, with an
 ``interleave`` block saying how they were measured); in the code-against-code form the

@@ -125,9 +125,12 @@ def run_config(payload: dict[str, Any], job_dir: Path):
     )
 
 
-def _job_record(payload: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+def _job_record(payload: dict[str, Any], records: list[dict[str, Any]],
+                drift: dict[str, Any] | None = None) -> dict[str, Any]:
     """The job's record from the runner's: the stack's, with the in-process baseline's
-    timings kept as its ``reference`` and its file paths made relative to the sweep folder."""
+    timings kept as its ``reference`` (and, as ``reference.after``, the baseline timed again
+    after the stack, where the runner did: how much the machine drifted meanwhile) and its
+    file paths made relative to the sweep folder."""
     record = dict(records[-1])
     if payload["strategy"] != "baseline" and len(records) > 1:
         ref = records[0]
@@ -138,6 +141,7 @@ def _job_record(payload: dict[str, Any], records: list[dict[str, Any]]) -> dict[
             "latencies_s": (ref.get("timing") or {}).get("latencies_s"),
             "latency_ms": (ref.get("stats") or {}).get("latency_ms"),
             "measured": "in this job's process, on the same device, just before the strategy",
+            "after": drift,
         }
     prefix = job_prefix(payload["id"])
     for key in ("images", "series_file"):
@@ -160,8 +164,9 @@ def run_job(payload: dict[str, Any], job_dir: Path, log=None) -> dict[str, Any]:
         import_plugins(payload.get("plugins", []), payload.get("sys_path", []))
         from bench.runner import Runner
 
-        records = Runner(run_config(payload, job_dir), show_progress=False, log=log).run()
-        record = _job_record(payload, records)
+        runner = Runner(run_config(payload, job_dir), show_progress=False, log=log)
+        records = runner.run()
+        record = _job_record(payload, records, getattr(runner, "baseline_drift", None))
     except StrategyError as exc:  # e.g. a setting the model cannot take
         record = failure_record(payload, str(exc), kind="unsupported", status="unsupported")
     except Exception as exc:  # the model did not load, the runner broke: a failed row

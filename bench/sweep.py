@@ -20,9 +20,10 @@ not take the other stacks' results with it. So:
 * **each job times the baseline itself, just before its stack**, in the same process
   (:class:`bench.runner.Runner` always does), so the speedup stored in the job's record is
   against a baseline measured on the same machine, in the same process, minutes apart at
-  most. The reference timings travel in the record (``reference``). This costs one extra
-  timed loop per job (warm-up plus ``iterations`` calls): cheap next to loading the model
-  and generating the quality images;
+  most. The reference timings travel in the record (``reference``), with the baseline
+  timed once more after the stack (``reference.after``: how much the machine drifted during
+  the job). This costs two extra timed loops per job (warm-up plus ``iterations`` calls
+  each): cheap next to loading the model and generating the quality images;
 * **the baseline itself is one job per (model, settings)**, whose record is the group's
   baseline row (with its quality, image grid, memory and energy);
 * **baseline images are generated once** per (model, steps, resolution, device, quality
