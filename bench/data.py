@@ -13,7 +13,7 @@ three disjoint parts so that no model is scored on data it was trained on:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -53,7 +53,7 @@ class DigitsSplit:
         return len(self.labels)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _indices() -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
 
@@ -82,7 +82,7 @@ def _upsample(images8: np.ndarray) -> np.ndarray:
     return x.clamp(0, 1).numpy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_split(split: Split = "generator") -> DigitsSplit:
     """Load one split of the digits at 16x16 in [0, 1]."""
     from sklearn.datasets import load_digits

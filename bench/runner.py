@@ -249,7 +249,6 @@ class Runner:
         self, base, stack, load_s, timed_prompts, timed_seeds,
         q_prompts, q_labels, q_seeds, reference, classifier,
     ) -> dict[str, Any]:
-        cfg = self.config
         record = self._base_record(base, stack)
         try:
             reason = None

@@ -138,7 +138,7 @@ def load_hub(spec: ModelSpec) -> HubModel:
             local_files_only=not spec.allow_download,
             trust_remote_code=spec.trust_remote_code,
         )
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load {spec.name}: {exc}") from None
     pipe.set_progress_bar_config(disable=True)
     pipe.to(spec.device)
