@@ -342,7 +342,7 @@ def inject_slowdown(model: Any, fraction: float) -> Any:
 
     After each real call the wrapper busy-waits for ``fraction`` of that call's duration
     (spinning, not sleeping, so the extra time costs CPU as real work would). Used to check
-    that the gate catches a slowdown of known size (``tests/benchmarks/gate_false_alarms.py``).
+    that the gate catches a slowdown of known size (``tests/benchmarks/scripts/gate_false_alarms.py``).
     """
     if fraction < 0:
         raise ValueError(f"fraction must be >= 0, got {fraction}")

@@ -96,7 +96,7 @@ def main() -> int:
 
     fake = None
     if args.fake:
-        from tests.fake_nvml import FakeGPU, FakeNVML
+        from tests.support.fake_nvml import FakeGPU, FakeNVML
 
         fake = FakeNVML([FakeGPU(power_w=80.0, mem_used=2 * GIB)])
         device, nvml = "cpu", fake
