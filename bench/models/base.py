@@ -62,6 +62,9 @@ class ReferenceModel(ABC):
     notes: dict[str, Any] = field(default_factory=dict)
     #: The diffusers pipeline behind the model, where there is one (schedulers, hooks).
     pipe: Any = None
+    #: True for architecture models built with random weights (``arch:``): their images
+    #: mean nothing, so quality is unavailable except fidelity to the same model's baseline.
+    random_weights: bool = False
 
     # -- generation -------------------------------------------------------------------
     @abstractmethod
@@ -160,6 +163,7 @@ class ReferenceModel(ABC):
             "call_args": {k: v for k, v in self.call_args.items() if _jsonable(v)},
             "params": self.parameter_count(),
             "applied": list(self.applied),
+            "random_weights": self.random_weights,
         }
 
 

@@ -56,15 +56,40 @@ MODELS: dict[str, ModelInfo] = {
 DEFAULT_MODEL = "digits-unet"
 
 
-def list_models() -> list[ModelInfo]:
-    """Every registered model, in name order."""
-    return [MODELS[name] for name in sorted(MODELS)]
+def list_models(include_arch: bool = True) -> list[ModelInfo]:
+    """Every registered model: the embedded ones in name order, then the ``arch:`` models."""
+    embedded = [MODELS[name] for name in sorted(MODELS)]
+    if not include_arch:
+        return embedded
+    from bench.models import arch
+
+    return embedded + [get_model_info(name) for name in arch.names()]
+
+
+def _arch_info(name: str) -> ModelInfo:
+    from bench.models import arch
+
+    family, size = arch.parse(name)
+    tiny = size == "tiny"
+    summary = family.summary + (
+        f"; tiny variant (same classes and layouts, {family.tiny_resolution}px, for CPUs)" if tiny
+        else f"; full size, {family.resolution}px"
+    ) + ", random weights"
+    return ModelInfo(
+        name=name,
+        loader="bench.models.arch:load",
+        summary=summary,
+        kind=family.kind,
+        resolution=family.tiny_resolution if tiny else family.resolution,
+    )
 
 
 def get_model_info(name: str) -> ModelInfo:
     """The registry entry for ``name``; unknown names suggest close matches."""
     if name in MODELS:
         return MODELS[name]
+    if name.startswith("arch:"):
+        return _arch_info(name)
     close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ModelError(
@@ -108,6 +133,18 @@ def check_resolution(name: str, resolution: tuple[int, int]) -> None:
                 "diffusers pipelines need height and width divisible by their VAE's factor (8)"
             )
         return
+    if name.startswith("arch:"):
+        from bench.models import arch
+
+        family, _ = arch.parse(name)
+        m = family.resolution_multiple
+        if m is not None:
+            if height < m or width < m or height % m or width % m:
+                raise ModelError(
+                    f"{name}: resolution {width}x{height} (width x height) is not a multiple of "
+                    f"{m}, which {family.name}'s VAE and patch size need"
+                )
+            return
     info = get_model_info(name)
     if info.resolution is None:
         raise ModelError(f"{name} declares no resolution it can be asked for; leave it unset")
@@ -127,6 +164,10 @@ def load_model(spec: ModelSpec | str) -> ReferenceModel:
         from bench.models.hub import load_hub
 
         return load_hub(spec)
+    if spec.name.startswith("arch:"):
+        from bench.models import arch
+
+        return arch.load(spec.name, device=spec.device)
     info = get_model_info(spec.name)
     module_name, _, attr = info.loader.partition(":")
     loader = getattr(importlib.import_module(module_name), attr)

@@ -1,0 +1,107 @@
+"""Architecture models ``arch:<family>[@tiny]``: the real pipeline classes of the models people
+accelerate (SD 1.5, SDXL, SD3, Flux, PixArt-Sigma, Sana; Janus and Emu3 for autoregressive
+generation), built from their published configurations with random weights, nothing downloaded.
+
+Latency, memory and energy of a generation call depend on the architecture and its sizes, not
+on the values of its weights, so a pipeline built this way costs what the real one costs. Its
+images mean nothing: quality is ``unavailable: random weights``, except fidelity against the
+same model's baseline, which measures numerical deviation (useful for precision and kernels).
+
+``@tiny`` keeps the classes, block layouts and component kinds of a family at a size a 2-core
+CPU runs in well under a second per call; those are what CPU tests and CI run.
+
+Each family lives in its own module exposing ``build(size, device, seed) -> ReferenceModel``
+and is listed in :data:`FAMILIES` as a lazy ``module:function`` entry, so listing the families
+imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+
+PREFIX = "arch:"
+SIZES = ("full", "tiny")
+TINY_SUFFIX = "@tiny"
+
+
+@dataclass(frozen=True)
+class ArchFamily:
+    """One architecture family.
+
+    Attributes:
+        name: the family's name in ``arch:<name>``.
+        builder: ``"module:function"``; ``function(size, device, seed)`` returns the model.
+        summary: one line for ``accelbench list`` (the real model it reproduces).
+        kind: ``diffusion-unet``, ``diffusion-dit`` or ``autoregressive``.
+        resolution: the full-size model's default (square) resolution in pixels.
+        tiny_resolution: the ``@tiny`` variant's default resolution.
+        resolution_multiple: height and width must be multiples of this (the VAE's and the
+            patch size's factor); None for models that generate one size only.
+    """
+
+    name: str
+    builder: str
+    summary: str
+    kind: str
+    resolution: int
+    tiny_resolution: int
+    resolution_multiple: int | None = 8
+
+
+#: The families, by name (one entry per family module; the modules import lazily).
+FAMILIES: dict[str, ArchFamily] = {
+    family.name: family
+    for family in (
+        # Entries: ArchFamily("sdxl", "bench.models.arch.sdxl:build", "...", "diffusion-unet",
+        #                     resolution=1024, tiny_resolution=64),
+    )
+}
+
+
+def is_arch(name: str) -> bool:
+    """True for ``arch:...`` model names."""
+    return name.startswith(PREFIX)
+
+
+def parse(name: str) -> tuple[ArchFamily, str]:
+    """``arch:sdxl@tiny`` -> (the sdxl family, ``"tiny"``); unknown names suggest close ones.
+
+    Raises:
+        ValueError: not an ``arch:`` name, or an unknown family or size.
+    """
+    from bench.models.registry import ModelError
+
+    if not is_arch(name):
+        raise ModelError(f"{name!r} is not an architecture model (arch:<family>[@tiny])")
+    body = name[len(PREFIX):]
+    family_name, at, size = body.partition("@")
+    size = size if at else "full"
+    if size not in SIZES or (at and size == "full"):
+        raise ModelError(f"{name!r}: the size after '@' must be 'tiny' (or nothing for the full size)")
+    if family_name not in FAMILIES:
+        close = difflib.get_close_matches(family_name, FAMILIES, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(PREFIX + c) for c in close)}?" if close else ""
+        known = ", ".join(sorted(FAMILIES)) or "none"
+        raise ModelError(f"unknown architecture {family_name!r}{hint} (known: {known})")
+    return FAMILIES[family_name], size
+
+
+def names() -> list[str]:
+    """Every ``arch:`` model name, full and tiny, in family order."""
+    return [f"{PREFIX}{f}{suffix}" for f in sorted(FAMILIES) for suffix in ("", TINY_SUFFIX)]
+
+
+def load(name: str, device: str = "cpu", seed: int = 0):
+    """Build the ``arch:`` model ``name`` on ``device`` (random weights drawn from ``seed``)."""
+    family, size = parse(name)
+    module_name, _, attr = family.builder.partition(":")
+    builder = getattr(importlib.import_module(module_name), attr)
+    model = builder(size=size, device=device, seed=seed)
+    model.name = name
+    model.random_weights = True
+    return model
+
+
+__all__ = ["FAMILIES", "PREFIX", "SIZES", "ArchFamily", "is_arch", "load", "names", "parse"]
