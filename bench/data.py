@@ -54,7 +54,7 @@ class DigitsSplit:
 
 
 @cache
-def _indices() -> dict[str, np.ndarray]:
+def split_indices() -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
 
     labels = load_digits().target
@@ -91,7 +91,7 @@ def load_split(split: Split = "generator") -> DigitsSplit:
     if split == "all":
         idx = np.arange(len(digits.target))
     elif split in ("generator", "classifier", "heldout"):
-        idx = _indices()[split]
+        idx = split_indices()[split]
     else:
         raise ValueError(f"unknown split {split!r}; choose generator, classifier, heldout or all")
     images = _upsample(digits.images[idx])

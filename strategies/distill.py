@@ -89,7 +89,7 @@ class _FeatureTap:
     """Forward hooks that keep the outputs of named submodules for one forward pass."""
 
     def __init__(self, module: nn.Module, names: list[str]) -> None:
-        from strategies.adapters.base import _first_tensor
+        from strategies.adapters.base import first_tensor
 
         self.features: dict[str, torch.Tensor] = {}
         modules = dict(module.named_modules())
@@ -100,7 +100,7 @@ class _FeatureTap:
         for name in names:
 
             def hook(_mod: Any, _inp: Any, out: Any, name: str = name) -> None:
-                self.features[name] = _first_tensor(out)
+                self.features[name] = first_tensor(out)
 
             self._handles.append(modules[name].register_forward_hook(hook))
 

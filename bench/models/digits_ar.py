@@ -127,13 +127,13 @@ def raw_split(split: str = "generator") -> tuple[np.ndarray, np.ndarray]:
     0..16, labels (N,)); the same images, in the same order, as ``bench.data.load_split``."""
     from sklearn.datasets import load_digits
 
-    from bench.data import _indices  # the split's indices; shared so splits never overlap
+    from bench.data import split_indices  # the split's indices; shared so splits never overlap
 
     digits = load_digits()
     if split == "all":
         idx = np.arange(len(digits.target))
     elif split in ("generator", "classifier", "heldout"):
-        idx = _indices()[split]
+        idx = split_indices()[split]
     else:
         raise ValueError(f"unknown split {split!r}; choose generator, classifier, heldout or all")
     return digits.images[idx].astype(np.int64), digits.target[idx].astype(np.int64)
@@ -217,11 +217,11 @@ def save_lm(lm: torch.nn.Module, directory: Path, dtype: torch.dtype = torch.flo
     """Save a copy of ``lm`` with weights cast to ``dtype`` (safetensors via save_pretrained)."""
     import copy
 
-    from bench.models.digits_unet import _quiet_loading
+    from bench.models.digits_unet import quiet_loading
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with _quiet_loading():
+    with quiet_loading():
         copy.deepcopy(lm).to(dtype).save_pretrained(str(directory), safe_serialization=True)
 
 
@@ -229,13 +229,13 @@ def load_lm(directory: Path, device: str | torch.device = "cpu", what: str = "di
     """Load a saved digits LM in float32, eval mode, offline."""
     from transformers import LlamaForCausalLM
 
-    from bench.models.digits_unet import _quiet_loading
+    from bench.models.digits_unet import quiet_loading
 
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         command = DISTILL_COMMAND if directory.name == "draft" else TRAIN_COMMAND
         raise FileNotFoundError(f"{what} weights not found in {directory}; train them with `{command}`")
-    with _quiet_loading():
+    with quiet_loading():
         lm = LlamaForCausalLM.from_pretrained(
             str(directory), dtype=torch.float32, use_safetensors=True, local_files_only=True
         )

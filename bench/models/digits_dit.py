@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bench.models.digits_unet import DigitsUNet, _quiet_loading
+from bench.models.digits_unet import DigitsUNet, quiet_loading
 
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "digits-dit"
 TRAIN_COMMAND = "python -m bench.training.train_digits_dit"
@@ -58,7 +58,7 @@ def load_pipeline(directory: str | Path | None = None, device: str | torch.devic
         raise FileNotFoundError(
             f"digits-dit weights not found in {directory}; train them with `{TRAIN_COMMAND}`"
         )
-    with _quiet_loading():
+    with quiet_loading():
         pipe = DigitsDiTPipeline.from_pretrained(
             str(directory), dtype=torch.float32, use_safetensors=True, local_files_only=True
         )

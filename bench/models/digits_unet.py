@@ -139,7 +139,7 @@ def digits_batches(
 
 
 @contextmanager
-def _quiet_loading() -> Iterator[None]:
+def quiet_loading() -> Iterator[None]:
     """Silence diffusers' and transformers' progress bars and info logs while loading."""
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
@@ -170,7 +170,7 @@ def load_pipeline(directory: str | Path | None = None, device: str | torch.devic
         raise FileNotFoundError(
             f"digits-unet weights not found in {directory}; train them with `{TRAIN_COMMAND}`"
         )
-    with _quiet_loading():
+    with quiet_loading():
         pipe = DigitsPipeline.from_pretrained(
             str(directory), dtype=torch.float32, use_safetensors=True, local_files_only=True
         )

@@ -19,18 +19,9 @@ from typing import Any
 from bench.samplers import energy as _energy
 from bench.samplers import rapl as _rapl
 from bench.samplers.base import Sampler, clock
-from bench.samplers.timeseries import Window, in_window, mean
+from bench.samplers.timeseries import Window, in_window, mean, window_values
 
 MB = 2**20
-
-
-def _window_values(series: dict[str, list[float]], key: str, window: Window | None) -> list[float]:
-    """Finite values of ``key`` inside ``window``; all of them if none fall inside (a window
-    shorter than the polling interval)."""
-    ts, ys = series.get("t", []), series.get(key)
-    if not ys:
-        return []
-    return in_window(ts, ys, window) or in_window(ts, ys, None)
 
 
 def _read_hwm_mb(pid: int) -> float | None:
@@ -198,7 +189,7 @@ class CPUSampler(Sampler):
         self, series: dict[str, list[float]], window: Window | None, images: int | None
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        rss = _window_values(series, "rss_mb", window)
+        rss = window_values(series, "rss_mb", window)
         if rss:
             out["peak_rss_mb"] = max(rss)
         if self._hwm_mb is not None:
@@ -208,7 +199,7 @@ class CPUSampler(Sampler):
         cpu = series.get("cpu_percent", [])[1:]  # the first covers no interval
         cpu_in = in_window(series.get("t", [])[1:], cpu, window) if cpu else []
         out["cpu_percent_mean"] = mean(cpu_in or [c for c in cpu if math.isfinite(c)])
-        sys_cpu = _window_values(series, "sys_cpu_percent", window)
+        sys_cpu = window_values(series, "sys_cpu_percent", window)
         out["sys_cpu_percent_mean"] = mean(sys_cpu)
         if window is not None:
             if "rapl_energy_j" in series:

@@ -29,8 +29,8 @@ from typing import Any
 
 from bench.samplers import energy as _energy
 from bench.samplers.base import clock
-from bench.samplers.cpu import MB, CPUSampler, _window_values
-from bench.samplers.timeseries import Counter, Window, in_window, mean
+from bench.samplers.cpu import MB, CPUSampler
+from bench.samplers.timeseries import Counter, Window, in_window, mean, window_values
 
 # NVML return codes (stable across versions of the C API).
 NOT_SUPPORTED = 3
@@ -443,7 +443,7 @@ class NVMLSampler(CPUSampler):
         out: dict[str, Any] = dict(info)
 
         def vals(name: str) -> list[float]:
-            return _window_values(series, p + name, window)
+            return window_values(series, p + name, window)
 
         power = vals("power_w")
         out["peak_power_w"] = max(power) if power else None

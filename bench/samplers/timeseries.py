@@ -120,6 +120,15 @@ def in_window(ts: Sequence[float], ys: Sequence[float], window: Window | None) -
     ]
 
 
+def window_values(series: dict[str, list[float]], key: str, window: Window | None) -> list[float]:
+    """Finite values of ``key`` inside ``window``; all of them if none fall inside (a window
+    shorter than the polling interval)."""
+    ts, ys = series.get("t", []), series.get(key)
+    if not ys:
+        return []
+    return in_window(ts, ys, window) or in_window(ts, ys, None)
+
+
 def iteration_index(ts: Sequence[float], bounds: Sequence[tuple[float, float]]) -> list[int]:
     """For each timestamp, the timed iteration it falls in (its index in ``bounds``), or -1."""
     starts = [b[0] for b in bounds]
@@ -146,4 +155,5 @@ __all__ = [
     "interpolate",
     "iteration_index",
     "mean",
+    "window_values",
 ]

@@ -144,7 +144,7 @@ class ModelAdapter(ABC):
     def forward(self, module: nn.Module, batch: TrainBatch) -> torch.Tensor:
         """The module's prediction for ``batch`` (a tensor shaped like the target)."""
         out = module(**batch.inputs)
-        return _first_tensor(out)
+        return first_tensor(out)
 
     @abstractmethod
     def task_loss(self, output: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
@@ -226,7 +226,7 @@ class ModelAdapter(ABC):
         module.load_state_dict(state)
 
 
-def _first_tensor(out: Any) -> torch.Tensor:
+def first_tensor(out: Any) -> torch.Tensor:
     """The prediction in a model's output: a tensor, the first item of a tuple, or ``.sample``."""
     if isinstance(out, torch.Tensor):
         return out

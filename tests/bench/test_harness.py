@@ -53,7 +53,7 @@ def test_step_times_partition_each_iteration():
         assert sum(steps) <= lat + 1e-9
         assert b - a == pytest.approx(lat)
     # iterations do not overlap and are in order
-    for (a0, b0), (a1, _) in zip(t.bounds, t.bounds[1:]):
+    for (_, b0), (a1, _) in zip(t.bounds, t.bounds[1:], strict=False):
         assert b0 <= a1
 
 

@@ -10,16 +10,13 @@ from bench.models import digits_ar
 from bench.models.digits_ar import (
     IMAGE_TOKENS,
     PROMPT_TOKEN_OFFSET,
-    DigitsAR,
-    build_lm,
     images_to_tokens,
     prompt_token,
     raw_split,
     sequences,
     tokens_to_images,
 )
-
-from tests.support.tiny_ar import TINY, tiny_model
+from tests.support.tiny_ar import tiny_model
 
 
 @pytest.fixture(scope="module")
