@@ -1,5 +1,5 @@
 """The ``accelbench`` command line. It only parses and builds config objects; the work
-happens in :mod:`bench.runner` and friends."""
+happens in :mod:`bench.engine` (measuring) and friends (judging, reporting, sweeping)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def describe_cmd(name: str) -> None:
 
 @main.command("run", epilog=EPILOG_RUN)
 @click.option("-m", "--model", default="digits-unet", show_default=True,
-              help="Registry name or hf:<repo id or local path>.")
+              help="Registry name, arch:<family>[@tiny] or hf:<repo id or local path>.")
 @click.option("-s", "--strategy", "strategies", multiple=True,
               help="Strategy stack to measure (repeatable). Default: baseline, bf16, "
                    "steps:n=10, scheduler:name=dpm-solver+steps:n=10.")
@@ -96,18 +96,41 @@ def describe_cmd(name: str) -> None:
               help="Images per generation call in the timed loop.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Denoising steps of the baseline (default: the model's own).")
-@click.option("-n", "--iterations", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Timed calls at least.")
+@click.option("--resolution", default=None, metavar="SIZE",
+              help="Generate at SIZE (512, or 768x512 as width x height); default: the model's own.")
+@click.option("--schedule", type=click.Choice(["auto", "interleaved", "sequential"]), default="auto",
+              show_default=True,
+              help="How stacks are timed: interleaved (rounds, order reversed each round; "
+                   "robust to a machine whose speed changes), sequential (one after the "
+                   "other), or auto (interleaved when all stacks fit in memory at once).")
+@click.option("-n", "--iterations", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Timed calls per stack at least (interleaved: rounds).")
 @click.option("--min-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0),
-              help="Timed seconds at least (both minimums must be met).")
+              help="Timed seconds at least (interleaved: the whole run; sequential: each stack).")
+@click.option("--max-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
+              help="Stop adding calls after this many timed seconds (caps --target-ci).")
+@click.option("--target-ci", default=None, metavar="PCT",
+              help="Keep measuring until every speedup's 95%% interval is within +-PCT of it "
+                   "(e.g. 5%%), or --max-seconds pass.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Untimed warm-up calls before timing.")
+              help="Untimed warm-up calls per stack before timing.")
+@click.option("--block", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Interleaved: calls of one stack in a row within a round.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads (default: one per core). Use 1 when other work shares the CPU.")
 @click.option("-q", "--quality-images", default=200, show_default=True,
               type=click.IntRange(min=0), help="Images generated apart from the timing for quality.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Run directory (default: runs/<model>-<time>).")
+@click.option("--baseline-src", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Another accelbench checkout: measure every stack with both "
+              "trees, in worker processes, interleaved (its records go to OUT/baseline).")
+@click.option("--current-src", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="With --baseline-src: the tree of the current side (default: "
+              "the checkout you are in, else the installed one).")
 @click.option("--sample-interval", default=0.05, show_default=True, type=click.FloatRange(min=0.001),
               help="Seconds between memory/power samples.")
+@click.option("--no-flops", is_flag=True, help="Do not count FLOPs per step (saves one call per stack).")
 @click.option("--no-cache", is_flag=True, help="Recompute the baseline images.")
 @click.option("--allow-download", is_flag=True, help="Let hf: models download their weights.")
 @click.option("--trust-remote-code", is_flag=True,
@@ -120,34 +143,41 @@ def describe_cmd(name: str) -> None:
 @click.option("--clip-backbone", default=None,
               help="CLIP model of the CLIP score on hf: models (hub id or local folder; default "
                    "openai/clip-vit-large-patch14). Scores of different backbones don't compare.")
-def run_cmd(model, strategies, device, batch_size, steps, iterations, min_seconds, warmup,
-            quality_images, out_dir, sample_interval, no_cache, allow_download,
+def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, iterations,
+            min_seconds, max_seconds, target_ci, warmup, block, threads, quality_images, out_dir,
+            baseline_src, current_src, sample_interval, no_flops, no_cache, allow_download,
             trust_remote_code, quiet, no_report=False, real_images_dir=None,
             clip_backbone=None) -> None:
     """Measure strategy stacks on a model and write a run directory.
 
-    The baseline is always measured first; every other stack is timed, then scored
-    against the baseline's images (same prompts and seeds).
+    The baseline is always measured too; every stack is timed (interleaved with the others
+    by default), then scored against the baseline's images (same prompts and seeds).
+    Exit status: 0 done, 1 some stack failed, 2 bad input or nothing could run.
     """
-    from bench.harness import TimingConfig
+    from bench.config import DEFAULT_STRATEGIES, RunConfig, TimingConfig
+    from bench.engine import Engine, plan_stacks
+    from bench.gate import parse_fraction
     from bench.quality.config import DEFAULT_CLIP_BACKBONE, QualityConfig
-    from bench.runner import DEFAULT_STRATEGIES, RunConfig, Runner, parse_stacks
-    from bench.summary import summary_table
+    from bench.summary import schedule_line, summary_table
+    from bench.sweep import parse_resolution
 
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out_dir = Path("runs") / f"{model.replace(':', '-').replace('/', '-')}-{stamp}"
+        out_dir = Path("runs") / f"{model.replace(':', '-').replace('/', '-').replace('@', '-')}-{stamp}"
     config = RunConfig(
         model=model,
         strategies=tuple(strategies) or DEFAULT_STRATEGIES,
         device=device,
         batch_size=batch_size,
         steps=steps,
+        resolution=parse_resolution(resolution) if resolution else None,
         timing=TimingConfig(
             warmup=warmup,
             min_iterations=iterations,
             min_seconds=min_seconds,
             max_iterations=max(200, iterations),
+            max_seconds=max(max_seconds, min_seconds),
+            target_ci=parse_fraction(target_ci, "--target-ci") if target_ci else None,
         ),
         quality_images=quality_images,
         sample_interval_s=sample_interval,
@@ -159,27 +189,28 @@ def run_cmd(model, strategies, device, batch_size, steps, iterations, min_second
             real_images_dir=real_images_dir,
             clip_backbone=clip_backbone or DEFAULT_CLIP_BACKBONE,
         ),
+        schedule="interleaved" if baseline_src and schedule == "auto" else schedule,
+        block=block,
+        threads=threads,
+        count_flops=not no_flops,
+        baseline_src=str(baseline_src) if baseline_src else None,
+        current_src=str(current_src) if current_src else None,
     )
-    parse_stacks(config.strategies, device)  # fail on bad specs before loading anything
+    plan_stacks(config.strategies, device)  # fail on bad specs before loading anything
     started = time.perf_counter()
-    runner = Runner(config, show_progress=not quiet,
-                    log=None if quiet else (lambda m: click.echo(m, err=True)))
-    records = runner.run()
-    click.echo(summary_table(records))
-    drift = runner.baseline_drift
-    if drift and abs(drift["ratio"] - 1) > 0.05:
-        click.secho(
-            f"\nwarning: the baseline took {drift['first_ms']:.0f} ms per call at the start and "
-            f"{drift['last_ms']:.0f} ms at the end ({(drift['ratio'] - 1) * 100:+.0f}%): the machine's "
-            "speed drifted during the run, so speedups are uncertain by about as much. "
-            "Close other work, or compare stacks with `accelbench gate --interleaved`.",
-            fg="yellow",
-            err=True,
-        )
+    result = Engine(config, show_progress=not quiet,
+                    log=None if quiet else (lambda m: click.echo(m, err=True))).run()
+    click.echo(schedule_line(result.schedule))
+    click.echo(summary_table(result.records))
+    if result.baseline_records:
+        click.echo(f"\nbaseline tree ({config.baseline_src}):")
+        click.echo(summary_table(result.baseline_records))
+    for warning in result.warnings:
+        click.secho(f"\nwarning: {warning}", fg="yellow", err=True)
     click.echo(f"\nresults: {out_dir / 'results.jsonl'}   ({time.perf_counter() - started:.0f} s)")
     if not no_report:
         _write_run_report(out_dir)
-    if any(r.get("status") == "failed" for r in records):
+    if any(r.get("status") == "failed" for r in result.records + result.baseline_records):
         sys.exit(1)
 
 
@@ -224,126 +255,79 @@ def report_cmd(run_dirs, out, title) -> None:
 
 EPILOG_GATE = """\b
 Examples:
-  accelbench gate runs/pr --baseline runs/main --quality psnr:-1 --quality fid:+10%
+  accelbench gate runs/pr --baseline runs/main -Q psnr:-1 -Q fid:+10%
   accelbench gate pr.json --baseline main.json           (pytest-benchmark JSON)
-  accelbench gate --interleaved -s steps:n=10 --baseline tests/benchmarks/baseline/digits-unet.json
-      measure reference and candidate in alternation, compare speedups with a committed file
-  accelbench gate --interleaved --baseline-src ../main-checkout -s bf16
-      this tree against another checkout, interleaved in one job (noisy runners)
-  accelbench gate --interleaved -s bf16 --save-baseline baseline.json   (refresh a baseline)
+  accelbench run -s steps:n=10 -o runs/ci && \\
+  accelbench gate runs/ci --baseline tests/benchmarks/baseline/digits-unet.json --latency speedup
+      speedups measured interleaved now, against a committed baseline file
+  accelbench run --baseline-src ../main-checkout -s bf16 -o runs/pr && \\
+  accelbench gate runs/pr --baseline runs/pr/baseline
+      this tree against another checkout, both measured in one interleaved run
+  accelbench gate runs/pr --reference-strategy baseline --latency absolute
+      every stack of one run against its baseline stack, round by round
+  accelbench gate runs/pr --save-baseline baseline.json   (refresh a committed baseline)
 
-Exit status: 0 pass, 1 regression, 2 usage error (or inputs that cannot be compared).
+`accelbench run` measures; the gate only judges. Exit status: 0 pass, 1 regression,
+2 usage error (or inputs that cannot be compared).
 """
 
 
 @main.command("gate", epilog=EPILOG_GATE)
-@click.argument("current", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("current", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--baseline", "baselines", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Run directory, results.jsonl, pytest-benchmark JSON or gate baseline file "
                    "(repeatable).")
+@click.option("--reference-strategy", default=None, metavar="SPEC",
+              help="Instead of --baseline: compare every other stack of CURRENT with this stack "
+                   "of the same run (e.g. baseline).")
 @click.option("--max-slowdown", default="10%", show_default=True,
               help="Relative slowdown tolerated (10% or 0.10); larger ones count only if significant.")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Significance level of the latency test.")
-@click.option("--latency", "latency_mode", type=click.Choice(["absolute", "speedup", "off"]), default=None,
-              help="Compare latencies (absolute; default), each strategy's speedup over its own "
-                   "run's reference (speedup; default with --interleaved --baseline), or not at all.")
+@click.option("--latency", "latency_mode", type=click.Choice(["absolute", "speedup", "off"]),
+              default="absolute", show_default=True,
+              help="Compare latencies (absolute), each stack's speedup over its own run's "
+                   "baseline (speedup: holds across machines), or not at all.")
 @click.option("--test", "latency_test", type=click.Choice(["auto", "mann-whitney"]), default="auto",
-              show_default=True, help="auto: arms of one interleaved job are compared round by "
+              show_default=True, help="auto: stacks of one interleaved run are compared round by "
                                       "round (paired); mann-whitney: always unpaired.")
 @click.option("-Q", "--quality", "quality_rules", multiple=True,
               help="Quality rule (repeatable): psnr:-1, fid:+10%, ssim:0.02, adherence>=0.7, fid<=40.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the machine-readable verdict here.")
 @click.option("--save-baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write CURRENT (or the interleaved run) as a gate baseline file to commit.")
-@click.option("--interleaved", is_flag=True,
-              help="Measure instead of reading CURRENT: reference and candidate arms in alternation.")
-@click.option("-m", "--model", default="digits-unet", show_default=True, help="[interleaved] Model.")
-@click.option("-s", "--strategy", "--candidate-strategy", "candidates", multiple=True,
-              help="[interleaved] Candidate stack (repeatable).")
-@click.option("--reference-strategy", "--baseline-strategy", "reference", default="baseline",
-              show_default=True, help="[interleaved] Stack the candidates are compared with.")
-@click.option("--baseline-src", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="[interleaved] Another accelbench checkout to measure the same stacks with, "
-                   "in worker processes, interleaved with this tree.")
-@click.option("-d", "--device", default="cpu", show_default=True, help="[interleaved] Device.")
-@click.option("-b", "--batch-size", default=2, show_default=True, type=click.IntRange(min=1),
-              help="[interleaved] Images per call.")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="[interleaved] Denoising steps of the reference (default: the model's own).")
-@click.option("--rounds", default=10, show_default=True, type=click.IntRange(min=2),
-              help="[interleaved] Rounds; each arm is timed --block calls per round.")
-@click.option("--block", default=1, show_default=True, type=click.IntRange(min=1),
-              help="[interleaved] Calls of one arm in a row.")
-@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
-              help="[interleaved] Untimed calls per arm first.")
-@click.option("-q", "--quality-images", default=16, show_default=True, type=click.IntRange(min=0),
-              help="[interleaved] Images per arm for quality.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="[interleaved] torch threads (this process, and each worker).")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="[interleaved] Run directory (default: runs/gate-<time>).")
-@click.option("--quiet", is_flag=True, help="No progress output.")
-def gate_cmd(current, baselines, max_slowdown, alpha, latency_mode, latency_test, quality_rules, json_out,
-             save_baseline, interleaved, model, candidates, reference, baseline_src, device,
-             batch_size, steps, rounds, block, warmup, quality_images, threads, out_dir,
-             quiet) -> None:
+              help="Write CURRENT as a gate baseline file to commit.")
+def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, latency_mode,
+             latency_test, quality_rules, json_out, save_baseline) -> None:
     """Compare CURRENT with --baseline and exit 0 (pass), 1 (regression) or 2 (usage error).
 
     CURRENT and the baseline are run directories, results.jsonl files, pytest-benchmark JSON
-    files or gate baseline files. A slowdown beyond --max-slowdown counts only when it is
-    also significant: Mann-Whitney U on the raw samples (two arms of one interleaved job:
-    Wilcoxon signed-rank on their per-round ratios), or non-overlapping 95% intervals where
-    raw samples were not kept. Quality rules use each metric's declared direction; quality
-    is deterministic for fixed seeds, so it needs no test.
+    files or gate baseline files; entries are matched by model, strategy and batch size. A
+    slowdown beyond --max-slowdown counts only when it is also significant: two stacks of one
+    interleaved run are compared round by round (Wilcoxon signed-rank on per-round ratios),
+    others with Mann-Whitney U on the raw samples, or by non-overlapping 95% intervals where
+    raw samples were not kept. Quality rules use each metric's declared direction; quality is
+    deterministic for fixed seeds, so it needs no test.
     """
     from bench import gate as gatelib
 
     rules = gatelib.Rules(
-        latency=latency_mode or ("speedup" if interleaved and baselines else "absolute"),
+        latency=latency_mode,
         max_slowdown=gatelib.parse_fraction(max_slowdown, "--max-slowdown"),
         alpha=alpha,
         quality=tuple(gatelib.QualityRule.parse(r) for r in quality_rules),
         test=latency_test,
     )
-    log = None if quiet else (lambda m: click.echo(m, err=True))
-    if interleaved:
-        if current:
-            raise click.UsageError("--interleaved measures CURRENT itself: give no CURRENT paths")
-        from bench.interleave import InterleaveConfig, WorkerError, run_interleaved, verdict_for
-
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        if out_dir is None:
-            out_dir = Path("runs") / f"gate-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        config = InterleaveConfig(
-            model=model, reference=reference, candidates=tuple(candidates),
-            baseline_src=str(baseline_src) if baseline_src else None, device=device,
-            batch_size=batch_size, steps=steps, rounds=rounds, block=block, warmup=warmup,
-            quality_images=quality_images, threads=threads, out_dir=out_dir,
-        )
-        try:
-            result = run_interleaved(config, log=log, show_progress=not quiet)
-        except WorkerError as exc:  # a tree that cannot be measured: nothing to compare
-            raise gatelib.GateError(str(exc)) from None
-        click.echo(f"measured: {out_dir / 'results.jsonl'}", err=True)
-        entries = gatelib.entries_from_records(result.records, str(out_dir))
-        if save_baseline:
-            click.echo(f"baseline written: {gatelib.save_baseline(entries, save_baseline)}")
-            if not baselines:
-                return
-        verdict = verdict_for(result, rules, baselines)
+    if reference_strategy and baselines:
+        raise click.UsageError("give either --baseline or --reference-strategy, not both")
+    if save_baseline:
+        entries = gatelib.read_many(current)
+        click.echo(f"baseline written: {gatelib.save_baseline(entries, save_baseline)}")
+        if not baselines and not reference_strategy and not rules.quality:
+            return
+    if reference_strategy:
+        verdict = gatelib.gate_against_reference(current, reference_strategy, rules)
     else:
-        if not current:
-            raise click.UsageError("give CURRENT (run directories or JSON files), or --interleaved")
-        if save_baseline:
-            entries = gatelib.read_many(current)
-            click.echo(f"baseline written: {gatelib.save_baseline(entries, save_baseline)}")
-            if not baselines and not rules.quality:
-                return
         verdict = gatelib.gate_paths(current, baselines or None, rules)
     click.echo(gatelib.format_table(verdict))
     if json_out:

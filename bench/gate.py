@@ -48,6 +48,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import compare, stats
+from bench.formats import fmt, number, sanitize
+
 BASELINE_SCHEMA = "accelbench.gate-baseline/1"
 VERDICT_SCHEMA = "accelbench.gate-verdict/1"
 #: Significance level of the latency tests unless configured.
@@ -58,6 +61,8 @@ DEFAULT_MAX_SLOWDOWN = 0.10
 _Z95 = 1.959963984540054
 #: The strategy spec every run measures first and compares the others with.
 REFERENCE_STRATEGY = "baseline"
+#: Rounds two interleaved stacks must share for the paired test.
+MIN_PAIRED_ROUNDS = compare.MIN_PAIRED_ROUNDS
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
@@ -113,7 +118,15 @@ class Entry:
     run_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return _sanitize(asdict(self))
+        return sanitize(asdict(self))
+
+    def samples(self) -> compare.Samples:
+        """What :mod:`bench.compare` needs of this entry."""
+        lat = self.latency_ms or {}
+        return compare.Samples(
+            latencies_s=self.latencies_s, batch_size=int(self.settings.get("batch_size") or 1),
+            rounds=self.rounds, run_id=self.run_id, median_ms=lat.get("median"),
+            ci_low_ms=lat.get("ci_low"), ci_high_ms=lat.get("ci_high"))
 
     @classmethod
     def from_latencies(cls, key: str, latencies_s: Sequence[float], **kwargs: Any) -> Entry:
@@ -130,39 +143,17 @@ class Entry:
         return cls(**kwargs)
 
 
-def entry_key(model: str | None, strategy: str | None, settings: dict[str, Any], fallback: str) -> str:
-    """``model | strategy | b=<batch>`` where model and strategy are known, else ``fallback``."""
-    if model and strategy:
-        batch = settings.get("batch_size")
-        return f"{model} | {strategy}" + (f" | b={batch}" if batch is not None else "")
-    return fallback
+#: Entries of both sides are matched on this key (the report's comparison uses it too).
+entry_key = compare.match_key
 
 
 def _num(value: Any) -> float:
-    """A float from a number or the strings results.py writes for inf/nan."""
-    if value is None:
-        return math.nan
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return math.nan
-    return float(value)
-
-
-def _sanitize(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else "-inf" if value < 0 else "nan"
-    if isinstance(value, dict):
-        return {k: _sanitize(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_sanitize(v) for v in value]
-    return value
+    """A float from a record value; NaN where there is none."""
+    parsed = number(value)
+    return math.nan if parsed is None else parsed
 
 
 def _summary_ms(latencies_s: Sequence[float]) -> dict[str, Any]:
-    from bench import stats
-
     s = stats.summarize([t * 1000 for t in latencies_s])
     return {"median": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high, "n": s.n,
             "iqr": s.iqr, "ci_method": "order-statistics"}
@@ -179,18 +170,13 @@ def _notch_ms(median_s: float, iqr_s: float, n: int) -> dict[str, Any]:
 
 def _speedup_from(reference: Entry, entry: Entry) -> dict[str, Any] | None:
     """Speedup of ``entry`` over ``reference`` measured in the same input."""
-    from bench import stats
-
-    if reference.latencies_s and entry.latencies_s:
-        return stats.speedup(reference.latencies_s, entry.latencies_s).as_dict()
-    a, b = reference.latency_ms, entry.latency_ms
-    if not a or not b or not b["median"] or b["ci_low"] <= 0:
+    sp = compare.speedup(reference.samples(), entry.samples())
+    if sp is None:
         return None
-    # Without samples: the ratio of medians, bounded by the ratios of the interval ends.
-    return {"ratio": a["median"] / b["median"], "ci_low": a["ci_low"] / b["ci_high"],
-            "ci_high": a["ci_high"] / b["ci_low"], "p_value": None, "significant": None}
-
-
+    out = sp.as_dict()
+    if sp.method == compare.INTERVALS:
+        out["p_value"] = None
+    return out
 def _fill_speedups(entries: list[Entry]) -> None:
     """Give entries without a recorded speedup one over the same input's reference stack
     of the same model, batch size and device."""
@@ -511,7 +497,7 @@ class Check:
     reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return _sanitize(asdict(self))
+        return sanitize(asdict(self))
 
 
 @dataclass
@@ -573,50 +559,13 @@ def _direction(metric: str, *entries: Entry) -> bool:
     raise GateError(f"{metric!r} has no declared direction (higher_is_better) in the inputs")
 
 
-#: Rounds two interleaved arms must share for the paired test.
-MIN_PAIRED_ROUNDS = 6
-
-
-def paired_log_ratios(base: Entry, cur: Entry) -> list[float] | None:
-    """Per-round log(current / baseline) of two arms of one interleaved job (the mean of
-    each arm's calls in the round), or None when they are not such a pair."""
-    if not (base.rounds and cur.rounds and base.latencies_s and cur.latencies_s):
-        return None
-    if not base.run_id or base.run_id != cur.run_id:
-        return None
-    if len(base.rounds) != len(base.latencies_s) or len(cur.rounds) != len(cur.latencies_s):
-        return None
-
-    def by_round(e: Entry) -> dict[int, list[float]]:
-        out: dict[int, list[float]] = {}
-        for r, t in zip(e.rounds or [], e.latencies_s or [], strict=True):
-            out.setdefault(int(r), []).append(t)
-        return out
-
-    a, b = by_round(base), by_round(cur)
-    common = sorted(set(a) & set(b))
-    if len(common) < MIN_PAIRED_ROUNDS:
-        return None
-    return [math.log((sum(b[r]) / len(b[r])) / (sum(a[r]) / len(a[r]))) for r in common]
-
-
-def _wilcoxon_p(x: Sequence[float]) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of ``x`` around 0 (1.0 when all are 0)."""
-    from scipy.stats import wilcoxon
-
-    if all(v == 0 for v in x):
-        return 1.0
-    return float(wilcoxon(x, alternative="two-sided").pvalue)
-
-
 def compare_latency(base: Entry, cur: Entry, rules: Rules, key: str | None = None) -> Check:
-    """Absolute latency check of one pair (see the module docstring).
-
-    Two arms of one interleaved job are compared round by round when ``rules.test`` is
-    ``auto``: the slowdown is the median per-round ratio and the test Wilcoxon's signed-rank
-    on the log ratios (drift of the machine between rounds cancels). Otherwise the ratio of
-    medians with Mann-Whitney U on the raw samples, or non-overlapping intervals of the
-    medians where the samples were not kept.
+    """Absolute latency check of one pair, through :func:`bench.compare.latency_change`: two
+    stacks of one interleaved run are compared round by round (Wilcoxon signed-rank on the
+    per-round ratios, which cancels the machine's drift; with ``rules.test ==
+    "mann-whitney"`` they are not paired), others on their raw samples (Mann-Whitney U) or,
+    without raw samples, by whether their 95% intervals are apart. A regression is slower by
+    more than ``max_slowdown`` and significant.
     """
     key = key or cur.key
     limit = f"+{rules.max_slowdown:.0%}"
@@ -624,28 +573,20 @@ def compare_latency(base: Entry, cur: Entry, rules: Rules, key: str | None = Non
         return Check(key, "latency", "latency_ms", None, None, None, limit, "skipped",
                      reason="no latency on one side")
     b, c = base.latency_ms["median"], cur.latency_ms["median"]
-    pairs = paired_log_ratios(base, cur) if rules.test == "auto" else None
-    if pairs is not None:
-        import statistics
+    bs, cs = base.samples(), cur.samples()
+    if rules.test == "mann-whitney":  # never paired
+        from dataclasses import replace
 
-        slowdown = math.exp(statistics.median(pairs)) - 1
-        p = _wilcoxon_p(pairs)
-        test = f"wilcoxon ({len(pairs)} paired rounds)"
-        slower = p < rules.alpha and slowdown > 0
-        faster = p < rules.alpha and slowdown < 0
-    elif base.latencies_s and cur.latencies_s:
-        from bench import stats
-
-        slowdown = c / b - 1
-        p = stats.mann_whitney_p(base.latencies_s, cur.latencies_s)
-        test = "mann-whitney"
-        slower = p < rules.alpha and c > b
-        faster = p < rules.alpha and c < b
-    else:
-        slowdown = c / b - 1
-        p, test = None, "ci-overlap"
-        slower = cur.latency_ms["ci_low"] > base.latency_ms["ci_high"]
-        faster = cur.latency_ms["ci_high"] < base.latency_ms["ci_low"]
+        bs, cs = replace(bs, run_id=None), replace(cs, run_id=None)
+    change = compare.latency_change(bs, cs, rules.alpha)
+    if change is None:
+        return Check(key, "latency", "latency_ms", b, c, None, limit, "skipped",
+                     reason="latencies cannot be compared")
+    test = {stats.PAIRED: f"wilcoxon ({change.n} paired rounds)",
+            stats.INDEPENDENT: "mann-whitney"}.get(change.method, "ci-overlap")
+    p = None if math.isnan(change.p_value) else change.p_value
+    slowdown = change.change
+    slower, faster = change.direction == "slower", change.direction == "faster"
     if slowdown > rules.max_slowdown and slower:
         outcome, reason = "regression", f"{slowdown:+.1%} slower, significant"
     elif slowdown > rules.max_slowdown:
@@ -655,13 +596,13 @@ def compare_latency(base: Entry, cur: Entry, rules: Rules, key: str | None = Non
     else:
         outcome, reason = "pass", ""
     return Check(key, "latency", "latency_ms", b, c, slowdown, limit, outcome, test, p,
-                 slower or faster, reason)
+                 change.significant, reason)
 
 
 def compare_speedup(base: Entry, cur: Entry, rules: Rules, key: str | None = None) -> Check:
     """Speedup check of one pair: the strategy's gain over its own run's reference."""
     key = key or cur.key
-    limit = f"+{rules.max_slowdown:.0%}"
+    limit = f"{1 / (1 + rules.max_slowdown) - 1:+.1%}"
     if not base.speedup or not cur.speedup:
         return Check(key, "speedup", "speedup", None, None, None, limit, "skipped",
                      reason="no speedup over a reference on one side")
@@ -682,7 +623,9 @@ def compare_speedup(base: Entry, cur: Entry, rules: Rules, key: str | None = Non
         outcome, reason = "improved", f"speedup {b:.2f}x -> {c:.2f}x, intervals apart"
     else:
         outcome, reason = "pass", ""
-    return Check(key, "speedup", "speedup", b, c, slowdown, limit, outcome, "ci-overlap", None,
+    # The change shown is the speedup's own (+: the stack gained); the limit is the same rule
+    # seen from that side: a drop beyond it means the stack became max_slowdown slower.
+    return Check(key, "speedup", "speedup", b, c, c / b - 1, limit, outcome, "ci-overlap", None,
                  worse or better, reason)
 
 
@@ -805,6 +748,11 @@ def gate(
             f"current: {', '.join(sorted(cur_by_key)) or 'none'})"
         )
     _check_pairs(verdict, [(base_by_key[k], cur_by_key[k], k) for k in matched])
+    if not verdict.checks:
+        raise GateError(
+            "nothing was checked: the matched entries ("
+            + ", ".join(matched) + f") give no {rules.latency} check and no quality rule applies"
+        )
     if verdict.baseline_only:
         verdict.notes.append("only in the baseline (not checked): " + ", ".join(verdict.baseline_only))
     return verdict
@@ -831,6 +779,29 @@ def gate_pairs(
     return verdict
 
 
+def gate_against_reference(
+    current: Sequence[str | os.PathLike], reference: str, rules: Rules
+) -> Verdict:
+    """Every stack of ``current`` against the ``reference`` stack of the same run (model,
+    batch size and device); keys read ``candidate vs reference``."""
+    from strategies import parse_stack
+
+    spec = parse_stack(reference).spec
+    entries = read_many(current)
+    refs = {(e.run_id, e.model, e.settings.get("batch_size"), e.settings.get("device")): e
+            for e in entries if e.strategy == spec}
+    if not refs:
+        raise GateError(f"no {spec!r} stack in {', '.join(map(str, current))} to compare with")
+    pairs = []
+    for e in entries:
+        ref = refs.get((e.run_id, e.model, e.settings.get("batch_size"), e.settings.get("device")))
+        if ref is not None and e is not ref:
+            pairs.append((ref, e))
+    if not pairs:
+        raise GateError(f"nothing to compare with {spec!r}: the inputs hold no other stack of its runs")
+    return gate_pairs(pairs, rules, [str(p) for p in current])
+
+
 def gate_paths(
     current: Sequence[str | os.PathLike], baseline: Sequence[str | os.PathLike] | None, rules: Rules
 ) -> Verdict:
@@ -844,17 +815,11 @@ def gate_paths(
 # Output
 # ---------------------------------------------------------------------------------------
 def _fmt(value: Any, kind: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
     if kind == "latency":
-        return f"{value:.2f} ms"
+        return fmt(value, ".2f") + (" ms" if isinstance(value, (int, float)) else "")
     if kind == "speedup":
-        return f"{value:.2f}x"
-    return f"{value:.4g}"
+        return fmt(value, ".2f") + ("x" if isinstance(value, (int, float)) else "")
+    return fmt(value, ".4g")
 
 
 def _fmt_change(check: Check) -> str:
@@ -915,6 +880,6 @@ def write_verdict(verdict: Verdict, path: str | os.PathLike) -> Path:
 __all__ = [
     "BASELINE_SCHEMA", "Check", "Entry", "GateError", "QualityRule", "Rules", "Verdict",
     "compare_latency", "compare_pair", "compare_quality", "compare_speedup", "format_table",
-    "entries_from_records", "gate", "gate_pairs", "gate_paths", "parse_fraction", "read_entries", "read_many", "save_baseline",
+    "entries_from_records", "gate", "gate_against_reference", "gate_pairs", "gate_paths", "parse_fraction", "read_entries", "read_many", "save_baseline",
     "write_verdict",
 ]

@@ -4,6 +4,9 @@ Each call is bracketed by a device synchronisation and timed with the monotonic
 ``time.perf_counter`` clock (the same clock the samplers stamp their samples with, so
 every sample can be attributed to an iteration). Per-step times come from the model's step
 callback. Every raw sample is kept.
+
+:func:`timed_calls` is the primitive every schedule uses (:mod:`bench.schedules`);
+:func:`measure` is one stack's whole loop: warm-up, then calls until the stop rule is met.
 """
 
 from __future__ import annotations
@@ -15,42 +18,10 @@ from typing import Any
 
 import torch
 
+from bench.config import TimingConfig
 from bench.models.base import StepCallback
 
 clock = time.perf_counter
-
-
-@dataclass(frozen=True)
-class TimingConfig:
-    """How long to measure.
-
-    Attributes:
-        warmup: untimed full calls before timing (at least 2 per the protocol; strategies
-            that compile or cache may need more).
-        min_iterations: timed calls at least.
-        min_seconds: timed seconds at least (both minimums must be met).
-        max_iterations: stop after this many timed calls regardless.
-        max_seconds: stop after this long regardless (once ``min_iterations`` are done).
-        sync_steps: synchronise the device in the step callback so per-step times are
-            exact (costs a little overlap on GPUs; no effect on the CPU).
-    """
-
-    warmup: int = 2
-    min_iterations: int = 5
-    min_seconds: float = 2.0
-    max_iterations: int = 200
-    max_seconds: float = 300.0
-    sync_steps: bool = True
-
-    def __post_init__(self) -> None:
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if self.min_iterations < 1:
-            raise ValueError(f"min_iterations must be >= 1, got {self.min_iterations}")
-        if self.min_seconds < 0:
-            raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds}")
-        if self.max_iterations < self.min_iterations:
-            raise ValueError("max_iterations must be >= min_iterations")
 
 
 @dataclass
@@ -63,12 +34,32 @@ class Timing:
     #: Per timed iteration, (start, end) on the perf_counter clock.
     bounds: list[tuple[float, float]] = field(default_factory=list)
     warmup_s: list[float] = field(default_factory=list)
+    #: (start, end) of each warm-up call, on the perf_counter clock.
+    warmup_bounds: list[tuple[float, float]] = field(default_factory=list)
     first_call_s: float | None = None
+    #: Per timed iteration, the round it belongs to (interleaved schedules; 0 otherwise).
+    rounds: list[int] = field(default_factory=list)
+    #: Why the stack stopped being measured (it raised); None when it ran to the end.
+    error: str | None = None
 
     @property
     def window(self) -> tuple[float, float]:
         """Start of the first and end of the last timed iteration."""
         return self.bounds[0][0], self.bounds[-1][1]
+
+    @property
+    def timed_s(self) -> float:
+        """Seconds spent in timed calls."""
+        return sum(self.latencies_s)
+
+    def add(self, calls: CallSamples, round_index: int = 0) -> None:
+        """Append the samples of some timed calls (of round ``round_index``)."""
+        self.latencies_s += calls.latencies_s
+        self.bounds += calls.bounds
+        self.step_times_s += calls.step_times_s
+        self.rounds += [round_index] * len(calls.latencies_s)
+        if self.first_call_s is None and calls.latencies_s:
+            self.first_call_s = calls.latencies_s[0]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +74,18 @@ def synchronize(device: torch.device | str) -> None:
         torch.mps.synchronize()
     elif device.type == "xpu":
         torch.xpu.synchronize(device)
+
+
+@dataclass
+class CallSamples:
+    """Raw samples of consecutive timed calls: latency, (start, end) and step durations."""
+
+    latencies_s: list[float] = field(default_factory=list)
+    bounds: list[tuple[float, float]] = field(default_factory=list)
+    step_times_s: list[list[float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class _StepRecorder:
@@ -103,52 +106,89 @@ class _StepRecorder:
         return [b - a for a, b in zip(edges, edges[1:], strict=False)]
 
 
+def timed_calls(
+    call: Callable[[StepCallback | None], Any],
+    device: torch.device | str,
+    n: int,
+    sync_steps: bool = True,
+    on_call: Callable[[], None] | None = None,
+) -> CallSamples:
+    """Time ``n`` calls of ``call``: device synchronised at both ends, step ends stamped
+    through the step callback. ``on_call()`` is told after each call (progress)."""
+    device = torch.device(device)
+    out = CallSamples()
+    for _ in range(n):
+        recorder = _StepRecorder(device, sync_steps)
+        synchronize(device)
+        t0 = clock()
+        call(recorder)
+        synchronize(device)
+        t1 = clock()
+        out.latencies_s.append(t1 - t0)
+        out.bounds.append((t0, t1))
+        out.step_times_s.append(recorder.durations(t0))
+        if on_call:
+            on_call()
+    return out
+
+
+def warmup_calls(
+    call: Callable[[StepCallback | None], Any], device: torch.device | str, n: int,
+    on_call: Callable[[], None] | None = None,
+) -> list[tuple[float, float]]:
+    """Run ``n`` untimed calls (no step callback); returns their (start, end) bounds."""
+    device = torch.device(device)
+    out = []
+    for _ in range(n):
+        synchronize(device)
+        t0 = clock()
+        call(None)
+        synchronize(device)
+        out.append((t0, clock()))
+        if on_call:
+            on_call()
+    return out
+
+
 def measure(
     call: Callable[[StepCallback | None], Any],
     device: torch.device | str,
-    config: TimingConfig = TimingConfig(),
+    config: TimingConfig | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> Timing:
     """Warm up, then time ``call`` until the stop rule is met.
 
     ``call(step_callback)`` must run one full generation of the measured shape and invoke
     ``step_callback(i)`` after each step. ``progress(phase, i)`` is told of each call.
+    With ``config.target_ci``, calls continue (up to the maximums) until the 95% interval of
+    the median latency lies within +-target_ci of it.
     """
+    from bench import stats
+
+    config = config or TimingConfig()
     device = torch.device(device)
     timing = Timing()
     for i in range(config.warmup):
-        synchronize(device)
-        t0 = clock()
-        call(None)
-        synchronize(device)
-        elapsed = clock() - t0
-        timing.warmup_s.append(elapsed)
+        (t0, t1), = warmup_calls(call, device, 1)
+        timing.warmup_s.append(t1 - t0)
+        timing.warmup_bounds.append((t0, t1))
         if i == 0:
-            timing.first_call_s = elapsed
+            timing.first_call_s = t1 - t0
         if progress:
             progress("warmup", i)
 
     started = clock()
     while True:
-        recorder = _StepRecorder(device, config.sync_steps)
-        synchronize(device)
-        t0 = clock()
-        call(recorder)
-        synchronize(device)
-        t1 = clock()
-        timing.latencies_s.append(t1 - t0)
-        timing.bounds.append((t0, t1))
-        timing.step_times_s.append(recorder.durations(t0))
-        if timing.first_call_s is None:
-            timing.first_call_s = t1 - t0
+        timing.add(timed_calls(call, device, 1, config.sync_steps))
         if progress:
             progress("timed", len(timing.latencies_s) - 1)
         n = len(timing.latencies_s)
         elapsed = clock() - started
-        if n >= config.max_iterations:
+        if n >= config.max_iterations or (n >= config.min_iterations and elapsed >= config.max_seconds):
             break
-        if n >= config.min_iterations and (
-            elapsed >= config.min_seconds or elapsed >= config.max_seconds
-        ):
-            break
+        if n >= config.min_iterations and elapsed >= config.min_seconds:
+            if config.target_ci is None or n < 3:
+                break
+            if stats.relative_half_width(stats.summarize(timing.latencies_s)) <= config.target_ci:
+                break
     return timing

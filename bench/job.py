@@ -1,10 +1,10 @@
 """The worker side of a sweep job: ``python -m bench.job JOB_DIR``.
 
 ``JOB_DIR/job.json`` holds the job (see :func:`bench.sweep.payload`, plus the threads and
-CPUs the executor gave it). The worker imports the sweep's plugins, runs
-:class:`bench.runner.Runner` on the baseline and the job's stack (the baseline first, in this
-process, so the stack's speedup is against a baseline measured here and now), and writes
-the job's one record to ``JOB_DIR/record.json`` (atomically), exit status 0. Everything it
+CPUs the executor gave it). The worker imports the sweep's plugins, runs the engine
+(:class:`bench.engine.Engine`) on the baseline and the job's stack, interleaved in this process
+(so the stack's speedup is against a baseline measured here and now, round by round), and
+writes the job's one record to ``JOB_DIR/record.json`` (atomically), exit status 0. Everything it
 prints goes to ``JOB_DIR/log.txt`` (the executor redirects it).
 
 A job that dies before writing its record (a crash, a kill, a hang cut by the timeout) gets
@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,36 +71,24 @@ def failure_record(
     ``kind`` is ``timeout``, ``crash``, ``killed``, ``oom`` or ``error``; ``details`` adds
     e.g. the time limit or the exit status to the record's ``failure`` field.
     """
+    from bench.record import failure_record as build
+
     settings = payload.get("settings") or {}
     run = payload.get("run") or {}
-    record: dict[str, Any] = {
-        "run_id": None,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"name": payload.get("model")},
-        "strategy": payload.get("strategy"),
-        "stack": [],
-        "status": status,
-        "error": error,
-        "failure": {"kind": kind, **(details or {})},
-        "settings": {
-            **settings,
-            "quality_images": run.get("quality_images"),
-            "seed": run.get("seed"),
-        },
-        "config": {"job": {k: v for k, v in payload.items() if k != "env"}},
-        "environment": {},
-        "sweep": sweep_block(payload),
-    }
-    if log_tail:
-        record["log_tail"] = log_tail
-    return record
+    record = build(
+        payload.get("model"), payload.get("strategy"), error, kind=kind, status=status,
+        settings={**settings, "quality_images": run.get("quality_images"), "seed": run.get("seed")},
+        config={"job": {k: v for k, v in payload.items() if k != "env"}},
+        details=details, log_tail=log_tail,
+    )
+    record.sweep = sweep_block(payload)
+    return record.to_dict()
 
 
 def run_config(payload: dict[str, Any], job_dir: Path):
-    """The :class:`bench.runner.RunConfig` of a job: the baseline, then its stack."""
-    from bench.harness import TimingConfig
+    """The :class:`bench.config.RunConfig` of a job: the baseline and its stack."""
+    from bench.config import RunConfig, TimingConfig
     from bench.quality.config import QualityConfig
-    from bench.runner import RunConfig
 
     settings = payload["settings"]
     run = payload["run"]
@@ -122,15 +110,17 @@ def run_config(payload: dict[str, Any], job_dir: Path):
         allow_download=run.get("allow_download", False),
         use_cache=True,
         quality=QualityConfig(**run.get("quality", {})),
+        schedule=run.get("schedule", "auto"),
+        threads=payload.get("threads"),
     )
 
 
 def _job_record(payload: dict[str, Any], records: list[dict[str, Any]],
                 drift: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The job's record from the runner's: the stack's, with the in-process baseline's
+    """The job's record from the engine's: the stack's, with the in-process baseline's
     timings kept as its ``reference`` (and, as ``reference.after``, the baseline timed again
-    after the stack, where the runner did: how much the machine drifted meanwhile) and its
-    file paths made relative to the sweep folder."""
+    after the stack where the run was sequential: how much the machine drifted meanwhile) and
+    its file paths made relative to the sweep folder."""
     record = dict(records[-1])
     if payload["strategy"] != "baseline" and len(records) > 1:
         ref = records[0]
@@ -139,8 +129,12 @@ def _job_record(payload: dict[str, Any], records: list[dict[str, Any]],
             "status": ref.get("status"),
             "error": ref.get("error"),
             "latencies_s": (ref.get("timing") or {}).get("latencies_s"),
+            "rounds": (ref.get("timing") or {}).get("rounds"),
             "latency_ms": (ref.get("stats") or {}).get("latency_ms"),
-            "measured": "in this job's process, on the same device, just before the strategy",
+            "measured": "in this job's process, on the same device, "
+                        + ("in alternation with the strategy"
+                           if (ref.get("schedule") or {}).get("name") == "interleaved"
+                           else "just before the strategy"),
             "after": drift,
         }
     prefix = job_prefix(payload["id"])
@@ -155,6 +149,7 @@ def _job_record(payload: dict[str, Any], records: list[dict[str, Any]],
 def run_job(payload: dict[str, Any], job_dir: Path, log=None) -> dict[str, Any]:
     """Run one job in this process and return its record (never raises for the job's own
     errors: they become a failed record)."""
+    from bench.engine import Engine, EngineError
     from bench.sweep import import_plugins
     from strategies.base import StrategyError
 
@@ -162,14 +157,11 @@ def run_job(payload: dict[str, Any], job_dir: Path, log=None) -> dict[str, Any]:
     started, started_at = time.perf_counter(), time.time()
     try:
         import_plugins(payload.get("plugins", []), payload.get("sys_path", []))
-        from bench.runner import Runner
-
-        runner = Runner(run_config(payload, job_dir), show_progress=False, log=log)
-        records = runner.run()
-        record = _job_record(payload, records, getattr(runner, "baseline_drift", None))
-    except StrategyError as exc:  # e.g. a setting the model cannot take
+        result = Engine(run_config(payload, job_dir), show_progress=False, log=log).run()
+        record = _job_record(payload, result.records, result.drift)
+    except (StrategyError, EngineError) as exc:  # a setting or stack the model cannot take
         record = failure_record(payload, str(exc), kind="unsupported", status="unsupported")
-    except Exception as exc:  # the model did not load, the runner broke: a failed row
+    except Exception as exc:  # the model did not load, the engine broke: a failed row
         error = f"{type(exc).__name__}: {exc}"
         record = failure_record(payload, error, kind="oom" if _OOM.search(error) else "error")
         record["traceback"] = traceback.format_exc()
@@ -183,13 +175,13 @@ def run_job(payload: dict[str, Any], job_dir: Path, log=None) -> dict[str, Any]:
 
 def write_record(job_dir: Path, record: dict[str, Any]) -> Path:
     """Write ``record.json`` atomically (temp file, fsync, rename)."""
-    from bench.results import _sanitize
+    from bench.formats import sanitize
 
     target = Path(job_dir) / RECORD_FILE
     fd, tmp = tempfile.mkstemp(dir=job_dir, prefix=".record.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_sanitize(record), fh, default=str)
+            json.dump(sanitize(record), fh, default=str)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench.formats import sanitize
 
 #: Schema of the plugin's ``extra_info`` block.
 EXTRA_SCHEMA = "accelbench.pytest/1"
@@ -53,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device of every generation_benchmark (default: the tests' or cpu)")
     group.addoption("--accelbench-quality-images", type=int, default=None,
                     help="quality images of every generation_benchmark (overrides the tests')")
+    group.addoption("--accelbench-out", default=None,
+                    help="folder for the run directory of every generation_benchmark (default: "
+                         "pytest's temporary folder)")
 
 
 @dataclass
@@ -76,43 +82,6 @@ class GenerationResult:
     quality_meta: dict[str, Any] = field(default_factory=dict)
     images: Any = None
     extra_info: dict[str, Any] = field(default_factory=dict)
-
-
-class _SessionCache:
-    """Loaded models and reference images, shared by every test of the session."""
-
-    def __init__(self) -> None:
-        self.models: dict[tuple[str, str], tuple[Any, float]] = {}
-        self.references: dict[tuple, Any] = {}
-        self.suites: dict[tuple[str, str], Any] = {}
-        self.fingerprints: dict[tuple, str] = {}
-
-    def fingerprint(self, name: str, device: str, steps: int | None, model: Any) -> str:
-        """The model's weights-and-settings hash (hashing a hub model's weights takes time)."""
-        key = (name, device, steps)
-        if key not in self.fingerprints:
-            self.fingerprints[key] = model.fingerprint()
-        return self.fingerprints[key]
-
-    def model(self, name: str, device: str) -> tuple[Any, float]:
-        key = (name, device)
-        if key not in self.models:
-            from bench.models import load_model
-            from bench.models.base import ModelSpec
-
-            t0 = time.perf_counter()
-            model = load_model(ModelSpec(name, device=device))
-            self.models[key] = (model, time.perf_counter() - t0)
-        return self.models[key]
-
-
-_CACHE_KEY = pytest.StashKey[_SessionCache]()
-
-
-def _session_cache(config: pytest.Config) -> _SessionCache:
-    if _CACHE_KEY not in config.stash:
-        config.stash[_CACHE_KEY] = _SessionCache()
-    return config.stash[_CACHE_KEY]
 
 
 class GenerationBenchmark:
@@ -159,10 +128,11 @@ class GenerationBenchmark:
                 ``max(batch_size, 8)``; each image has its own seed, so the batch does not
                 change the images).
         """
-        import torch
-
-        from bench.samplers import make_sampler
-        from strategies import parse_stack
+        from bench.config import RunConfig, TimingConfig
+        from bench.engine import Engine, EngineError
+        from bench.models.registry import ModelError, check_device
+        from bench.quality.config import QualityConfig
+        from strategies import StrategyError, parse_stack
 
         rounds = int(self._opt("accelbench_rounds", rounds))
         warmup_rounds = int(self._opt("accelbench_warmup", warmup_rounds))
@@ -173,150 +143,116 @@ class GenerationBenchmark:
                                  ("quality_images", quality_images, 0)):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
-
-        from bench.models.registry import ModelError, check_device
-        from strategies import StrategyError
-
         stack = parse_stack(strategy)
         try:  # a benchmark for a device this machine lacks is skipped, saying why
             check_device(device)
             stack.check_device(device)
         except (ModelError, StrategyError) as exc:
             pytest.skip(str(exc))
-        cache = _session_cache(self.config)
-        loaded, load_s = cache.model(model, device)
-        base = loaded.clone() if steps is not None else loaded
-        if steps is not None:
-            base.call_args["num_inference_steps"] = steps
-        for s in stack:
-            reason = s.supports(base)
-            if reason:
-                pytest.skip(f"{s.spec} does not apply to {model}: {reason}")
-        t0 = time.perf_counter()
-        candidate = stack.apply(base.clone())
-        apply_s = time.perf_counter() - t0
-
-        prompts, _ = candidate.prompts(batch_size)
-        seeds = [seed + i for i in range(batch_size)]
-        bounds: list[tuple[float, float]] = []
-
-        def target() -> None:
-            from bench.harness import clock, synchronize
-
-            synchronize(candidate.device)
-            t_start = clock()
-            with torch.inference_mode():
-                candidate.generate(prompts, seeds)
-            synchronize(candidate.device)
-            bounds.append((t_start, clock()))
-
-        cuda = torch.device(device).type == "cuda"
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        sampler = make_sampler(device)
-        with sampler:
-            self.benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
-        timed = bounds[warmup_rounds:] if self.benchmark.enabled else []
-        cuda_peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
-        memory, energy = _memory_energy(sampler, timed, batch_size, cuda_peak)
-
-        fingerprint = cache.fingerprint(model, device, steps, base)
-        info: dict[str, Any] = {
-            "schema": EXTRA_SCHEMA,
-            "model": model,
-            "strategy": stack.spec,
-            "base_fingerprint": fingerprint,
-            "settings": {
-                "device": device,
-                "batch_size": batch_size,
-                "steps": candidate.steps,
-                "dtype": str(candidate.dtype).replace("torch.", ""),
-                "seed": seed,
-                "rounds": rounds,
-                "warmup_rounds": warmup_rounds,
-                "quality_images": quality_images,
-            },
-            "cold": {"load_s": load_s, "apply_s": apply_s,
-                     "first_call_s": bounds[0][1] - bounds[0][0] if bounds else None},
-            "memory": memory,
-            "energy": energy,
-        }
-        result = GenerationResult(model=model, strategy=stack.spec, extra_info=info)
-        if quality_images:
-            scored, images = self._quality(cache, base, candidate, stack.is_baseline, model,
-                                           device, quality_batch_size or max(batch_size, 8),
-                                           quality_images, seed, distribution_metrics, fingerprint)
-            info.update(scored)
-            result.quality = scored["quality"]
-            result.quality_meta = scored["quality_meta"]
-            result.images = images
-        self.benchmark.extra_info.update(_plain(info))
+        out_dir = self._out_dir(model, stack.spec)
+        config = RunConfig(
+            model=model, strategies=(stack.spec,), device=device, batch_size=batch_size,
+            steps=steps, timing=TimingConfig(warmup=warmup_rounds, min_iterations=rounds,
+                                             min_seconds=0, max_iterations=rounds),
+            quality_images=quality_images, seed=seed, out_dir=out_dir,
+            quality=QualityConfig(noise_floor_seeds=0, distribution_metrics=distribution_metrics),
+            quality_batch_size=quality_batch_size or max(batch_size, 8),
+            measure_reference=False, count_flops=False,
+        )
+        schedule = PytestBenchmarkSchedule(self.benchmark, rounds, warmup_rounds)
+        try:
+            run = Engine(config, show_progress=False, schedule=schedule, keep_images=True).run()
+        except EngineError as exc:  # the stack does not apply to the model
+            pytest.skip(" ".join(str(exc).split()))
+        record = run.records[0]
+        if record["status"] != "ok":
+            raise RuntimeError(f"{stack.spec} on {model} failed: {record['error']}")
+        info = extra_info(record, str(out_dir))
+        result = GenerationResult(model=model, strategy=record["strategy"], extra_info=info,
+                                  quality=dict(record.get("quality") or {}),
+                                  quality_meta=dict(record.get("quality_meta") or {}),
+                                  images=run.images.get(record["strategy"]))
+        self.benchmark.extra_info.update(sanitize(info))
         if self.benchmark.enabled and self.benchmark.stats is not None:
             result.latencies_s = list(self.benchmark.stats.stats.data)
         return result
 
-    def _quality(self, cache: _SessionCache, base: Any, candidate: Any, is_baseline: bool,
-                 model: str, device: str, batch_size: int, n: int, seed: int,
-                 distribution: bool, fingerprint: str) -> tuple[dict[str, Any], Any]:
-        from bench.interleave import score_quality
+    def _out_dir(self, model: str, spec: str) -> Path:
+        """Where the engine writes this benchmark's run directory: ``--accelbench-out``, or
+        pytest's temporary folder."""
+        from bench.formats import slug
 
-        prompts, labels = base.prompts(n)
-        seeds = [seed + i for i in range(n)]
-        key = (model, device, fingerprint, n, seed, batch_size)
-        if key not in cache.references:
-            cache.references[key] = _generate(base, prompts, seeds, batch_size)
-        reference = cache.references[key]
-        images = reference if is_baseline else _generate(candidate, prompts, seeds, batch_size)
-        suite = None
-        if distribution and n >= 2:
-            skey = (model, device)
-            if skey not in cache.suites:
-                from bench.quality.config import QualityConfig
-                from bench.quality.suite import QualitySuite
-
-                cache.suites[skey] = QualitySuite(base, QualityConfig(noise_floor_seeds=0),
-                                                  hub=model.startswith("hf:"))
-            suite = cache.suites[skey]
-        return score_quality(base, images, reference, labels, suite, prompts), images
+        root = self.config.getoption("accelbench_out", None)
+        if root is None:
+            root = self.config._tmp_path_factory.getbasetemp() / "accelbench"  # noqa: SLF001
+        return Path(root) / slug(f"{model}-{spec}-{time.time_ns()}")
 
 
-def _generate(model: Any, prompts: list[str], seeds: list[int], batch_size: int) -> Any:
-    import torch
+class PytestBenchmarkSchedule:
+    """The schedule (see :class:`bench.schedules.Schedule`) of the plugin: pytest-benchmark
+    times the one stack. ``benchmark.pedantic`` runs the warm-up rounds, then the timed rounds
+    of one call each, so ``stats.data`` holds one raw latency per call; the engine sees the
+    same calls' bounds and step times through the arm and attributes its samples to them."""
 
-    chunks = []
-    for i in range(0, len(prompts), batch_size):
-        with torch.inference_mode():
-            chunks.append(model.generate(prompts[i:i + batch_size], seeds[i:i + batch_size]))
-    return torch.cat(chunks).float()
+    name = "pytest-benchmark"
+    all_at_once = True
+
+    def __init__(self, benchmark: Any, rounds: int, warmup_rounds: int) -> None:
+        self.benchmark = benchmark
+        self.rounds = rounds
+        self.warmup_rounds = warmup_rounds
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "rounds": self.rounds, "warmup_rounds": self.warmup_rounds,
+                "enabled": bool(self.benchmark.enabled)}
+
+    def run(self, arms: Any, timing: Any, hooks: Any = None) -> list[Any]:
+        from bench.harness import Timing
+
+        (arm,) = arms
+        calls: list[Any] = []
+
+        def target() -> None:
+            calls.append(arm.time(1, timing.sync_steps))
+
+        if hooks is not None and hooks.before_block:
+            hooks.before_block(0)
+        self.benchmark.pedantic(target, rounds=self.rounds, warmup_rounds=self.warmup_rounds,
+                                iterations=1)
+        if hooks is not None and hooks.after_block:
+            hooks.after_block(0)
+        out = Timing()
+        # With benchmarks disabled pytest-benchmark runs the target once and times nothing.
+        warm = calls if not self.benchmark.enabled else calls[:self.warmup_rounds]
+        for c in warm:
+            out.warmup_bounds += c.bounds
+            out.warmup_s += c.latencies_s
+        out.first_call_s = out.warmup_s[0] if out.warmup_s else None
+        for c in calls[len(warm):]:
+            out.add(c)
+        return [out]
 
 
-def _memory_energy(sampler: Any, timed: list[tuple[float, float]], batch_size: int,
-                   cuda_peak: float | None = None):
-    """The record-shaped ``memory`` and ``energy`` of the timed rounds."""
-    from bench.runner import Runner
-
-    if not timed:
-        reason = "benchmarks disabled: nothing was timed"
-        return ({"peak_mb": None, "reason": reason},
-                {"energy_j": None, "method": "unavailable", "reason": reason})
-    window = (timed[0][0], timed[-1][1])
-    result = sampler.result(window=window, images=len(timed) * batch_size, bounds=timed)
-    return Runner._memory(result, cuda_peak), Runner._energy(result)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: infinities become strings (as in accelbench's records)."""
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else "-inf" if value < 0 else "nan"
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+def extra_info(record: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """The benchmark's ``extra_info`` from the engine's record."""
+    settings = dict(record.get("settings") or {})
+    schedule = record.get("schedule") or {}
+    settings.update(rounds=schedule.get("rounds"), warmup_rounds=schedule.get("warmup_rounds"))
+    info: dict[str, Any] = {
+        "schema": EXTRA_SCHEMA,
+        "model": (record.get("model") or {}).get("name"),
+        "strategy": record.get("strategy"),
+        "base_fingerprint": (record.get("model") or {}).get("base_fingerprint"),
+        "settings": settings,
+        "cold": record.get("cold"),
+        "memory": record.get("memory"),
+        "energy": record.get("energy"),
+        "run_dir": run_dir,
+    }
+    for key in ("quality", "quality_meta", "quality_details", "decoding", "caveats"):
+        if record.get(key):
+            info[key] = record[key]
+    return info
 
 
 @pytest.fixture

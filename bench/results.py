@@ -12,14 +12,15 @@ This module imports no torch, so reports can be built without it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "accelbench.record/1"
+from bench.formats import number, sanitize
+from bench.record import SCHEMA
+
 RESULTS_FILE = "results.jsonl"
 
 #: Columns ``load`` always returns, in this order, before any others.
@@ -27,6 +28,7 @@ COLUMNS = [
     "model",
     "strategy",
     "status",
+    "schedule",
     "device",
     "batch_size",
     "steps",
@@ -42,6 +44,8 @@ COLUMNS = [
     "speedup_p_value",
     "peak_mem_mb",
     "energy_j_per_image",
+    "params",
+    "flops_per_step",
     "psnr",
     "ssim",
     "adherence",
@@ -67,21 +71,11 @@ def results_path(path: str | os.PathLike) -> Path:
     return p / RESULTS_FILE if p.is_dir() else p
 
 
-def _sanitize(value: Any) -> Any:
-    """JSON cannot hold inf/nan: write them as strings that load turns back."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else "-inf" if value < 0 else "nan"
-    if isinstance(value, dict):
-        return {k: _sanitize(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_sanitize(v) for v in value]
-    return value
-
-
 def append(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one record as a single line, flushed and fsynced."""
+    """Append one record (a :meth:`bench.record.Record.to_dict`) as a single line, flushed
+    and fsynced."""
     record = {"schema": SCHEMA, **record}
-    line = json.dumps(_sanitize(record), separators=(",", ":"), default=str) + "\n"
+    line = json.dumps(sanitize(record), separators=(",", ":"), default=str) + "\n"
     target = results_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -114,17 +108,6 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return float(value)
-
-
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """One DataFrame row from a record: the :data:`COLUMNS` first, then extras."""
     stats = record.get("stats") or {}
@@ -136,10 +119,12 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     energy = record.get("energy") or {}
     cold = record.get("cold") or {}
     model = record.get("model") or {}
+    size = record.get("model_size") or {}
     row: dict[str, Any] = {
         "model": model.get("name") if isinstance(model, dict) else model,
         "strategy": record.get("strategy"),
         "status": record.get("status", "ok"),
+        "schedule": (record.get("schedule") or {}).get("name"),
         "device": settings.get("device"),
         "batch_size": settings.get("batch_size"),
         "steps": settings.get("steps"),
@@ -155,6 +140,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "speedup_p_value": speed.get("p_value"),
         "peak_mem_mb": memory.get("peak_mb"),
         "energy_j_per_image": energy.get("j_per_image"),
+        "params": size.get("params", model.get("params") if isinstance(model, dict) else None),
+        "flops_per_step": size.get("flops_per_step"),
         "first_call_s": cold.get("first_call_s"),
         "load_s": cold.get("load_s"),
         "apply_s": cold.get("apply_s"),
@@ -165,13 +152,14 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "error": record.get("error"),
     }
     for name in ("psnr", "ssim", "adherence", "fid", "kid", "kid_std", "lpips", "clip_score"):
-        row[name] = _number(quality.get(name))
-    # Autoregressive models only (extra columns, None elsewhere).
-    for name in ("tokens_per_s", "acceptance_rate"):
+        row[name] = number(quality.get(name))
+    # Token models only (extra columns, absent elsewhere).
+    for name in ("tokens_per_s", "tokens_per_forward", "forward_passes_per_image",
+                 "acceptance_rate", "token_acceptance"):
         if name in stats:
-            row[name] = _number(stats[name])
+            row[name] = number(stats[name])
     for name in ("latency_ms_median", "latency_ms_ci_low", "latency_ms_ci_high", "speedup"):
-        row[name] = _number(row[name])
+        row[name] = number(row[name])
     return row
 
 

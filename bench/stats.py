@@ -89,18 +89,48 @@ def summarize(samples: Sequence[float]) -> Summary:
     )
 
 
+def relative_half_width(summary: Summary) -> float:
+    """The larger distance from the median to an end of its interval, relative to it."""
+    if summary.median == 0:
+        return float("inf")
+    return max(summary.median - summary.ci_low, summary.ci_high - summary.median) / abs(summary.median)
+
+
+#: How :func:`speedup` compares independent samples.
+INDEPENDENT = "independent samples: ratio of medians, bootstrap 95% interval, Mann-Whitney U"
+#: How :func:`paired_speedup` compares the rounds of an interleaved run.
+PAIRED = ("paired rounds: median of per-round ratios, order-statistic 95% interval, "
+          "Wilcoxon signed-rank")
+
+
 @dataclass(frozen=True)
 class Speedup:
-    """Baseline median over candidate median, with a bootstrap percentile interval."""
+    """How many times faster a candidate is than a reference, with a 95% interval and a test.
+
+    Attributes:
+        ratio: reference latency over candidate latency (>1: the candidate is faster).
+        ci_low, ci_high: the 95% interval of the ratio.
+        p_value: two-sided p-value of "no difference".
+        significant: p < 0.05.
+        method: how it was computed (:data:`INDEPENDENT` or :data:`PAIRED`).
+        n: samples (independent: the smaller side) or paired rounds behind it.
+    """
 
     ratio: float
     ci_low: float
     ci_high: float
     p_value: float
     significant: bool
+    method: str = INDEPENDENT
+    n: int = 0
 
-    def as_dict(self) -> dict[str, float | bool]:
+    def as_dict(self) -> dict[str, float | bool | str | int]:
         return asdict(self)
+
+    @property
+    def relative_half_width(self) -> float:
+        """The larger distance from the ratio to an end of its interval, relative to it."""
+        return max(self.ratio - self.ci_low, self.ci_high - self.ratio) / self.ratio
 
 
 def speedup(
@@ -135,7 +165,61 @@ def speedup(
         ci_high=float(high),
         p_value=p,
         significant=bool(p < 1 - confidence),
+        method=INDEPENDENT,
+        n=int(min(a.size, b.size)),
     )
+
+
+def round_means(latencies: Sequence[float], rounds: Sequence[int]) -> dict[int, float]:
+    """Mean latency of each round (a round may hold several calls of one stack)."""
+    sums: dict[int, list[float]] = {}
+    for r, t in zip(rounds, latencies, strict=True):
+        sums.setdefault(int(r), []).append(float(t))
+    return {r: sum(v) / len(v) for r, v in sums.items()}
+
+
+def paired_log_ratios(
+    reference: Sequence[float], reference_rounds: Sequence[int],
+    candidate: Sequence[float], candidate_rounds: Sequence[int],
+) -> list[float]:
+    """log(reference / candidate) of the rounds both were timed in (>0: candidate faster)."""
+    a = round_means(reference, reference_rounds)
+    b = round_means(candidate, candidate_rounds)
+    return [float(np.log(a[r] / b[r])) for r in sorted(set(a) & set(b))]
+
+
+def paired_speedup(log_ratios: Sequence[float], confidence: float = CONFIDENCE) -> Speedup:
+    """Speedup from the per-round log ratios of two stacks timed in alternation.
+
+    Each round timed both stacks within seconds of each other, so a round's ratio cancels
+    whatever the machine did meanwhile. The estimate is the median per-round ratio, its
+    interval the distribution-free order-statistic interval of that median (:func:`median_ci`),
+    and the test Wilcoxon's signed-rank test of the log ratios around 0.
+    """
+    x = np.asarray(log_ratios, dtype=float)
+    if x.size == 0:
+        raise ValueError("no paired rounds")
+    low, high, _ = median_ci(x, confidence)
+    p = wilcoxon_p(x)
+    return Speedup(
+        ratio=float(np.exp(np.median(x))),
+        ci_low=float(np.exp(low)),
+        ci_high=float(np.exp(high)),
+        p_value=p,
+        significant=bool(p < 1 - confidence),
+        method=PAIRED,
+        n=int(x.size),
+    )
+
+
+def wilcoxon_p(x: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of ``x`` around 0 (1.0 when all are 0)."""
+    from scipy.stats import wilcoxon
+
+    x = np.asarray(x, dtype=float)
+    if x.size == 0 or np.all(x == 0):
+        return 1.0
+    return float(wilcoxon(x, alternative="two-sided").pvalue)
 
 
 def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:

@@ -1,71 +1,97 @@
-"""The plain-text summary table printed at the end of a run."""
+"""The plain-text summary printed at the end of a run."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from bench.formats import fmt
 
-def _fmt(value: Any, spec: str) -> str:
-    if value is None:
+
+def _speedup(sp: dict[str, Any]) -> str:
+    if not sp:
         return "-"
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return value
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return format(value, spec)
+    text = f"{fmt(sp.get('ratio'), '.2f')}x [{fmt(sp.get('ci_low'), '.2f')}-{fmt(sp.get('ci_high'), '.2f')}]"
+    return text if sp.get("significant", True) else text + " n.s."
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:
-    """Strategy, latency (median and 95% CI), speedup, PSNR, SSIM, adherence; one line each."""
-    header = ("strategy", "ms/call", "95% CI", "img/s", "speedup", "PSNR", "SSIM", "adherence")
+    """One line per stack: latency (median and 95% CI), images/s, speedup over the reference
+    with its 95% interval (``n.s.``: not significantly different), and quality."""
+    header = ("strategy", "ms/call", "95% CI", "img/s", "speedup [95% CI]", "PSNR", "SSIM",
+              "adherence", "FID")
     rows = [header]
     for r in records:
         if r.get("status") != "ok":
-            rows.append((r["strategy"], r.get("status", "?"), (r.get("error") or "")[:70], "", "", "", "", ""))
+            rows.append((r["strategy"], r.get("status", "?"), (r.get("error") or "")[:90], "", "",
+                         "", "", "", ""))
             continue
         lat = r["stats"]["latency_ms"]
-        sp = r["stats"].get("speedup") or {}
         q = r.get("quality", {})
-        sig = "" if sp.get("significant", True) else " (n.s.)"
-        rows.append(
-            (
-                r["strategy"],
-                _fmt(lat["median"], ".1f"),
-                f"{_fmt(lat['ci_low'], '.1f')}-{_fmt(lat['ci_high'], '.1f')}",
-                _fmt(r["stats"]["images_per_s"], ".1f"),
-                (_fmt(sp.get("ratio"), ".2f") + "x" + sig) if sp else "-",
-                _fmt(q.get("psnr"), ".1f"),
-                _fmt(q.get("ssim"), ".3f"),
-                _fmt(q.get("adherence"), ".2f"),
-            )
-        )
-    rows = _with_token_columns(rows, records)
-    header = rows[0]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+        rows.append((
+            r["strategy"],
+            fmt(lat["median"], ".1f"),
+            f"{fmt(lat['ci_low'], '.1f')}-{fmt(lat['ci_high'], '.1f')}",
+            fmt(r["stats"]["images_per_s"], ".1f"),
+            _speedup(r["stats"].get("speedup") or {}) if r["strategy"] != "baseline" else "reference",
+            fmt(q.get("psnr"), ".1f"),
+            fmt(q.get("ssim"), ".3f"),
+            fmt(q.get("adherence"), ".2f"),
+            fmt(q.get("fid"), ".2f"),
+        ))
+    rows = _drop_empty(_with_token_columns(rows, records))
+    measured = [row for row in rows if not _refused(row)]
+    widths = [max(len(str(row[i])) for row in measured) for i in range(len(rows[0]))]
     lines = []
     for k, row in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if _refused(row):
+            lines.append(f"{str(row[0]).ljust(widths[0])}  {row[1]}: {row[2]}")
+            continue
+        lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
+def _refused(row: tuple) -> bool:
+    return len(row) > 3 and row[1] in ("unsupported", "failed") and not row[3]
+
+
+def _drop_empty(rows: list[tuple]) -> list[tuple]:
+    """Drop quality columns no record has (e.g. FID on a model without real images)."""
+    keep = [i for i in range(len(rows[0]))
+            if i < 5 or any(row[i] not in ("-", "") for row in rows[1:] if not _refused(row))]
+    return [tuple(row[i] for i in keep) for row in rows]
+
+
 def _with_token_columns(rows: list[tuple], records: list[dict[str, Any]]) -> list[tuple]:
-    """Add tokens/s and the draft acceptance rate after img/s when any record has them
-    (autoregressive models); tables of other models are unchanged."""
-    keys = [k for k in ("tokens_per_s", "acceptance_rate")
+    """Add tokens/s, forward passes per image and the draft acceptance after img/s when any
+    record has them (token models); tables of other models are unchanged."""
+    keys = [k for k in ("tokens_per_s", "forward_passes_per_image", "acceptance_rate")
             if any(k in ((r.get("stats") or {}) if r.get("status") == "ok" else {}) for r in records)]
     if not keys:
         return rows
-    titles = {"tokens_per_s": "tok/s", "acceptance_rate": "accept"}
-    specs = {"tokens_per_s": ".0f", "acceptance_rate": ".2f"}
+    titles = {"tokens_per_s": "tok/s", "forward_passes_per_image": "fwd/img",
+              "acceptance_rate": "accept"}
+    specs = {"tokens_per_s": ".0f", "forward_passes_per_image": ".1f", "acceptance_rate": ".2f"}
     out = [rows[0][:4] + tuple(titles[k] for k in keys) + rows[0][4:]]
     for row, r in zip(rows[1:], records, strict=True):
         stats = (r.get("stats") or {}) if r.get("status") == "ok" else None
-        cells = tuple(_fmt(stats.get(k), specs[k]) if stats is not None else "" for k in keys)
+        cells = tuple(fmt(stats.get(k), specs[k]) if stats is not None else "" for k in keys)
         out.append(row[:4] + cells + row[4:])
     return out
+
+
+def schedule_line(schedule: dict[str, Any]) -> str:
+    """One line saying how the stacks were timed."""
+    name = schedule.get("name", "?")
+    if name == "interleaved":
+        text = (f"interleaved: {schedule.get('rounds')} rounds of {schedule.get('block')} call(s) "
+                "per stack, order reversed every round")
+    else:
+        text = f"{name}: each stack timed on its own, one after the other"
+    reason = schedule.get("reason")
+    return text + (f" ({reason})" if reason else "")
+
+
+__all__ = ["schedule_line", "summary_table"]

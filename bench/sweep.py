@@ -17,13 +17,13 @@ not take the other stacks' results with it. So:
 * **one job = one (model, settings, stack)**, in its own process: a crash, an OOM kill or a
   hang (past ``timeout_s``) becomes that job's failed record, with the error (and, for a
   timeout, the limit), and the sweep goes on;
-* **each job times the baseline itself, just before its stack**, in the same process
-  (:class:`bench.runner.Runner` always does), so the speedup stored in the job's record is
-  against a baseline measured on the same machine, in the same process, minutes apart at
-  most. The reference timings travel in the record (``reference``), with the baseline
-  timed once more after the stack (``reference.after``: how much the machine drifted during
-  the job). This costs two extra timed loops per job (warm-up plus ``iterations`` calls
-  each): cheap next to loading the model and generating the quality images;
+* **each job times the baseline itself, in alternation with its stack**, in the same
+  process (the engine, :mod:`bench.engine`, interleaves them round by round wherever both fit
+  in memory, else times the baseline just before the stack and again after it), so the
+  speedup stored in the job's record is against a baseline measured on the same machine, in
+  the same process, in the same minutes. The reference timings travel in the record
+  (``reference``). This costs one extra timed arm per job: cheap next to loading the model
+  and generating the quality images;
 * **the baseline itself is one job per (model, settings)**, whose record is the group's
   baseline row (with its quality, image grid, memory and energy);
 * **baseline images are generated once** per (model, steps, resolution, device, quality
@@ -98,7 +98,7 @@ steps = 25                      # denoising steps of the baseline; omit for the 
 
 [timing]
 warmup = 2                      # untimed calls first
-iterations = 5                  # timed calls at least
+iterations = 10                 # timed calls (rounds) at least
 min_seconds = 2.0               # and timed seconds at least
 # max_iterations = 200
 # max_seconds = 300.0
@@ -335,6 +335,8 @@ def parse_resolution(value: Any, where: str = "resolution") -> tuple[int, int]:
     if isinstance(value, int):
         size = _int(value, where, low=1)
         return size, size
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value), int(value)
     if isinstance(value, str):
         w, sep, h = value.lower().partition("x")
         if sep and w.strip().isdigit() and h.strip().isdigit() and int(w) > 0 and int(h) > 0:
@@ -421,7 +423,7 @@ def parse(data: dict[str, Any], *, source: str | Path | None = None,
         timing["sync_steps"] = timing_t["sync_steps"]
     sample_interval = _float(timing_t.get("sample_interval_s", 0.05), "[timing] sample_interval_s", low=0.001)
     try:
-        from bench.harness import TimingConfig
+        from bench.config import TimingConfig
 
         TimingConfig(**timing)
     except ValueError as exc:

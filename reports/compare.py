@@ -1,12 +1,14 @@
 """Comparing runs: per strategy, did it get faster or slower, and is the change significant?
 
-The first run is the reference; every later run is compared with it, strategy by strategy
-(matched on model and strategy spec). Latency is compared per image, on the raw timed calls
-of both runs: the ratio of medians with a bootstrap 95% interval, and a two-sided
-Mann-Whitney U test (via :func:`bench.stats.speedup`, which uses scipy). A change is called
-faster or slower only when p < 0.05; otherwise it is "no significant change", whatever the
-medians say. Quality changes are reported with their direction from each metric's
-declaration (there are no per-image quality samples in the record to test).
+The first run is the reference; every later run is compared with it, strategy by strategy.
+Matching and the faster/slower rule are those of the regression gate, from the one
+comparison engine :mod:`bench.compare`: entries match on model, strategy and batch size;
+latency is compared per image, on the raw timed calls (two stacks of one interleaved run:
+round by round, Wilcoxon signed-rank; runs measured apart: the ratio of medians with a
+bootstrap 95% interval and Mann-Whitney U). A change is called faster or slower only when
+p < 0.05; otherwise it is "no significant change", whatever the medians say. Quality changes
+are reported with their direction from each metric's declaration (there are no per-image
+quality samples in the record to test).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench import stats
+from bench import compare
 from reports.data import Entry, RunData, finite
 
-ALPHA = 0.05
+ALPHA = compare.ALPHA
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Change:
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
+    method: str | None = None
     n_before: int = 0
     n_after: int = 0
     quality: list[QualityChange] = field(default_factory=list)
@@ -80,11 +83,20 @@ class Change:
         return self.verdict in ("faster", "slower")
 
 
-def _index(run: RunData) -> dict[tuple[str, str], Entry]:
-    out: dict[tuple[str, str], Entry] = {}
+def _index(run: RunData) -> dict[str, Entry]:
+    out: dict[str, Entry] = {}
     for e in run.entries:
-        out[(e.model, e.strategy)] = e  # a repeated spec: the last record wins
+        key = compare.match_key(e.model, e.strategy, {"batch_size": e.row.get("batch_size")}, e.strategy)
+        out[key] = e  # a repeated spec: the last record wins
     return out
+
+
+def samples(e: Entry) -> compare.Samples:
+    """What :mod:`bench.compare` needs of a report entry."""
+    timing = e.record.get("timing") or {}
+    rounds = timing.get("rounds") or None
+    return compare.Samples(latencies_s=[v / 1000 for v in e.latencies_ms], batch_size=e.batch_size,
+                           rounds=rounds, run_id=e.record.get("run_id"))
 
 
 def _settings_notes(a: Entry, b: Entry) -> list[str]:
@@ -119,16 +131,14 @@ def compare_entries(before: Entry, after: Entry) -> Change:
     if not xb or not xa:
         change.notes.insert(0, "no raw latencies to compare")
         return change
-    sp = stats.speedup(xb, xa, confidence=1 - ALPHA)
+    moved = compare.latency_change(samples(before), samples(after), ALPHA)
+    sp = compare.speedup(samples(before), samples(after))
     change.before_ms = float(_median(xb))
     change.after_ms = float(_median(xa))
     change.ratio, change.ci_low, change.ci_high = sp.ratio, sp.ci_low, sp.ci_high
-    change.p_value = sp.p_value
+    change.p_value, change.method = sp.p_value, compare.short_method(sp.method)
     change.n_before, change.n_after = len(xb), len(xa)
-    if sp.p_value < ALPHA and sp.ratio != 1:
-        change.verdict = "faster" if sp.ratio > 1 else "slower"
-    else:
-        change.verdict = "no significant change"
+    change.verdict = moved.direction or "no significant change"
     return change
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import results
+from bench.formats import number
+from bench.samplers.series import read_frame as read_series
 
 #: Cold-cost fields shown first, in this order; any others a strategy records follow.
 COLD_ORDER = ("load_s", "apply_s", "first_call_s", "compile_s", "training_s", "break_even_images")
@@ -26,21 +28,6 @@ COLD_LABELS = {
     "training_s": "training s",
     "break_even_images": "break-even images",
 }
-
-
-def number(value: Any) -> float | None:
-    """A float from a record value (``"inf"``/``"nan"`` strings included); None if absent
-    or not a number."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
 
 
 def finite(value: float | None) -> bool:
@@ -181,39 +168,6 @@ class Entry:
                 return None
             return frame if "t" in frame.columns else None
         return None
-
-
-def read_series(path: Path):
-    """Read a sampler series file with pandas/numpy: Parquet (what the runner writes),
-    ``.npz`` (its fallback without pyarrow), Feather/Arrow IPC, CSV or JSON Lines.
-
-    Returns a DataFrame with a ``t`` column, or None if the file is missing, unreadable or
-    has no ``t`` (the report then says there is no series instead of failing).
-    """
-    import numpy as np
-    import pandas as pd
-
-    if not path.is_file():
-        return None
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                cols = {k: data[k] for k in data.files if k != "__meta__" and data[k].ndim == 1}
-            frame = pd.DataFrame(cols)
-        elif suffix in (".feather", ".arrow", ".ipc"):
-            frame = pd.read_feather(path)
-        elif suffix == ".csv":
-            frame = pd.read_csv(path)
-        elif suffix in (".jsonl", ".ndjson"):
-            frame = pd.read_json(path, lines=True)
-        else:
-            frame = pd.read_parquet(path)
-    except Exception:  # noqa: BLE001 - any unreadable file degrades to "no series"
-        return None
-    if "t" not in frame.columns or frame.empty:
-        return None
-    return frame
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.executors.base import Executor, Outcome
 from bench.executors.store import SweepStore
+from bench.formats import fmt
 from bench.sweep import Job, Plan, payload
 
 
@@ -101,12 +102,6 @@ def run_plan(
     return result
 
 
-def _fmt(value: Any, spec: str) -> str:
-    from bench.summary import _fmt as fmt
-
-    return fmt(value, spec)
-
-
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -151,12 +146,12 @@ def summary(result: SweepResult) -> str:
         q = r.get("quality") or {}
         speed = ""
         if sp and not j.is_baseline:
-            speed = _fmt(sp.get("ratio"), ".2f") + "x" + ("" if sp.get("significant", True) else " (n.s.)")
+            speed = fmt(sp.get("ratio"), ".2f") + "x" + ("" if sp.get("significant", True) else " (n.s.)")
         when = "now" if j.id in ran else "recovered" if j.id in recovered else "before"
         note = "" if r.get("status") == "ok" else str(r.get("error") or "")[:70]
         rows.append((j.model, j.settings.label, j.strategy, str(r.get("status")),
-                     _fmt(lat, ".1f") if lat is not None else "", speed,
-                     _fmt(q.get("psnr"), ".1f") if q else "", _fmt(q.get("ssim"), ".3f") if q else "",
+                     fmt(lat, ".1f") if lat is not None else "", speed,
+                     fmt(q.get("psnr"), ".1f") if q else "", fmt(q.get("ssim"), ".3f") if q else "",
                      when, note))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items()))
     tail = (f"\n{len(result.plan.jobs)} jobs: {counts or 'none recorded'}; ran {len(result.ran)}, "

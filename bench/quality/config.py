@@ -1,6 +1,6 @@
 """Settings of the quality metrics that a run can change; saved with every result.
 
-This module imports no torch: it is part of :class:`bench.runner.RunConfig`.
+This module imports no torch: it is part of :class:`bench.config.RunConfig`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class QualityConfig:
         real_images_dir: a folder of real images for Inception FID/KID on hub models.
         clip_backbone: CLIP model of the CLIP score (hub repo id or local folder).
         lpips_net: LPIPS backbone: alex, vgg or squeeze.
+        distribution_metrics: compute FID/KID (False: fidelity and adherence only).
     """
 
     kid_subset_size: int | None = None
@@ -42,6 +43,7 @@ class QualityConfig:
     real_images_dir: str | None = None
     clip_backbone: str = DEFAULT_CLIP_BACKBONE
     lpips_net: str = DEFAULT_LPIPS_NET
+    distribution_metrics: bool = True
 
     def __post_init__(self) -> None:
         if self.kid_subset_size is not None and self.kid_subset_size < 2:

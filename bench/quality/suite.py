@@ -124,7 +124,9 @@ class QualitySuite:
         computed on, including ``unavailable``: metric -> why it was not computed."""
         values: dict[str, float] = {}
         details: dict[str, Any] = {}
-        if len(images) < 2:
+        if not self.config.distribution_metrics:
+            self._mark_distribution_unavailable("turned off for this run")
+        elif len(images) < 2:
             self._mark_distribution_unavailable(
                 f"FID/KID need at least 2 quality images, got {len(images)}"
             )

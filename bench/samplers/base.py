@@ -28,7 +28,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.samplers.timeseries import Span
 
 clock = time.perf_counter
 
@@ -120,9 +123,9 @@ class Sampler(ABC):
         """Hook run in the measured process after polling has ended."""
 
     def _summarize(
-        self, series: dict[str, list[float]], window: tuple[float, float] | None, images: int | None
+        self, series: dict[str, list[float]], window: Span | None, images: int | None
     ) -> dict[str, Any]:
-        """Derive summary figures from the collected series over ``window``."""
+        """Derive summary figures from the collected series over ``window`` (a span)."""
         return {}
 
     # -- context manager ---------------------------------------------------------------
@@ -279,50 +282,58 @@ class Sampler(ABC):
     # -- results -----------------------------------------------------------------------
     def result(
         self,
-        window: tuple[float, float] | None = None,
+        window: Span | None = None,
         images: int | None = None,
         bounds: Sequence[tuple[float, float]] | None = None,
     ) -> SamplerResult:
         """The series and summaries gathered between enter and exit.
 
         Args:
-            window: (start, end) of the timed loop on the ``perf_counter`` clock; energy and
-                peaks are computed over it (None: the whole sampled span).
+            window: the timed loop on the ``perf_counter`` clock: one (start, end) window, or
+                the windows of one stack's calls when stacks were timed in alternation; energy
+                and peaks are computed over it (None: the whole sampled span).
             images: images made inside ``window``; gives joules per image and images per kWh.
             bounds: each timed iteration's (start, end); adds an ``iteration`` column (the
                 iteration a sample falls in, -1 outside the timed loop).
         """
-        from bench.samplers.timeseries import iteration_index
+        from bench.samplers.timeseries import in_span, iteration_index, span_bounds, windows_of
 
         if images is not None and images < 0:
             raise ValueError(f"images must be >= 0, got {images}")
         keys = sorted({k for row in self._rows for k in row})
         series = {k: [float(row.get(k, float("nan"))) for row in self._rows] for k in keys}
         ts = series.get("t", [])
+        windows: list[tuple[float, float]] | None = None
         if window is not None:
-            window = (float(window[0]), float(window[1]))
-            if window[1] < window[0]:
+            windows = windows_of(window)
+            if any(b < a for a, b in windows):
                 raise ValueError(f"window ends before it starts: {window}")
+            span: Any = windows[0] if len(windows) == 1 else windows
         elif ts:
-            window = (ts[0], ts[-1])
+            span = (ts[0], ts[-1])
+            windows = [span]
+        else:
+            span = None
         if bounds is not None:
             series["iteration"] = [float(i) for i in iteration_index(ts, list(bounds))]
         costs = sorted(series.get("sample_ms", []))
-        span = ts[-1] - ts[0] if len(ts) > 1 else 0.0
         gaps = sorted(b - a for a, b in zip(ts, ts[1:], strict=False))
+        first, last = (ts[0], ts[-1]) if ts else (0.0, 0.0)
+        sampled = last - first
         summary: dict[str, Any] = {
             "samples": len(ts),
             "mode": self._polled_in,
-            "window": list(window) if window else None,
-            "samples_in_window": sum(1 for t in ts if window and window[0] <= t <= window[1]),
+            "window": list(span_bounds(windows)) if windows else None,
+            "windows": len(windows) if windows else 0,
+            "samples_in_window": sum(1 for t in ts if windows and in_span(t, windows)),
             "sample_ms_median": costs[len(costs) // 2] if costs else None,
             # the interval achieved (longer than asked on an overloaded machine)
             "interval_median_s": gaps[len(gaps) // 2] if gaps else None,
             # CPU seconds the polling used per second sampled: its direct cost to the machine.
-            "sampler_cpu_fraction": self._cpu_s / span if span > 0 else None,
+            "sampler_cpu_fraction": self._cpu_s / sampled if sampled > 0 else None,
             "sampler_sched": self.info.get("sampler_sched"),
         }
-        summary.update(self._summarize(series, window, images))
+        summary.update(self._summarize(series, span, images))
         return SamplerResult(
             source=self.source,
             interval_s=self.interval_s,

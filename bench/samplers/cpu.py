@@ -19,7 +19,7 @@ from typing import Any
 from bench.samplers import energy as _energy
 from bench.samplers import rapl as _rapl
 from bench.samplers.base import Sampler, clock
-from bench.samplers.timeseries import Window, in_window, mean, window_values
+from bench.samplers.timeseries import Span, in_window, mean, window_values
 
 MB = 2**20
 
@@ -186,7 +186,7 @@ class CPUSampler(Sampler):
 
     # -- summaries ---------------------------------------------------------------------
     def _cpu_summary(
-        self, series: dict[str, list[float]], window: Window | None, images: int | None
+        self, series: dict[str, list[float]], window: Span | None, images: int | None
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         rss = window_values(series, "rss_mb", window)
@@ -223,7 +223,7 @@ class CPUSampler(Sampler):
         return out
 
     def _summarize(
-        self, series: dict[str, list[float]], window: Window | None, images: int | None
+        self, series: dict[str, list[float]], window: Span | None, images: int | None
     ) -> dict[str, Any]:
         out = self._cpu_summary(series, window, images)
         self.missing.pop("energy", None)

@@ -5,6 +5,10 @@ package counter) read at both edges of the timed window. A counter's own update 
 makes its delta coarse over short windows, so below ``min_window_s`` the power samples
 are integrated instead; the estimate always says which method produced it, and an
 unavailable estimate says why, never zero.
+
+The window may be a span of several windows (the calls of one stack timed in alternation
+with others): the counter is used only when every window lasts at least ``min_window_s``,
+and the deltas (or integrals) of the windows are summed.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.samplers.timeseries import Window, counter_delta, coverage_gap, finite_pairs, integrate
+from bench.samplers.timeseries import (
+    Span,
+    counter_delta,
+    coverage_gap,
+    finite_pairs,
+    integrate,
+    span_length,
+    windows_of,
+)
 
 #: Joules in one kilowatt-hour.
 J_PER_KWH = 3.6e6
@@ -41,7 +53,7 @@ class EnergyEstimate:
 
 def estimate(
     ts: Sequence[float],
-    window: Window,
+    window: Span,
     *,
     counter: Sequence[float] | None = None,
     counter_name: str = "energy-counter",
@@ -54,18 +66,19 @@ def estimate(
 
     Args:
         ts: sample timestamps (perf_counter seconds).
-        window: (start, end) of the timed loop.
+        window: (start, end) of the timed loop, or its calls' windows.
         counter: cumulative joules per sample (NaN where unread), or None if no counter.
         counter_name: the method name recorded when the counter is used.
         counter_missing: why there is no counter (used in the reason).
         power: watts per sample (NaN where unread), or None.
         power_note: what the power reading is (instant, averaged...), appended to the method.
-        min_window_s: shortest window the counter is trusted over.
+        min_window_s: shortest window the counter is trusted over (every window must be
+            at least this long).
     """
-    t0, t1 = window
-    if t1 <= t0:
-        return EnergyEstimate(None, "unavailable", f"empty window ({t0}, {t1})")
-    length = t1 - t0
+    windows = windows_of(window)
+    if not windows or any(b <= a for a, b in windows):
+        return EnergyEstimate(None, "unavailable", f"empty window in {windows}")
+    length = min(b - a for a, b in windows)
     why_not_counter = counter_missing or "no energy counter"
     if counter is not None:
         if length >= min_window_s:
@@ -75,8 +88,9 @@ def estimate(
             gap = coverage_gap(finite_pairs(ts, counter)[0], window)
             why_not_counter = f"{counter_name} readings do not span the window: {gap}"
         else:
+            which = "window" if len(windows) == 1 else "shortest of its windows"
             why_not_counter = (
-                f"window {length:.3f} s is shorter than {min_window_s:g} s, too short for "
+                f"{which} {length:.3f} s is shorter than {min_window_s:g} s, too short for "
                 f"the {counter_name}'s update period"
             )
     if power is not None:
@@ -91,9 +105,10 @@ def estimate(
     return EnergyEstimate(None, "unavailable", f"{why_not_counter}; no power readings")
 
 
-def figures(energy_j: float | None, window: Window, images: int | None) -> dict[str, Any]:
-    """Energy, average power, joules per image and images per kWh over ``window``."""
-    length = window[1] - window[0]
+def figures(energy_j: float | None, window: Span, images: int | None) -> dict[str, Any]:
+    """Energy, average power, joules per image and images per kWh over ``window`` (a span:
+    its windows' total length)."""
+    length = span_length(window)
     out: dict[str, Any] = {
         "energy_j": energy_j,
         "window_s": length,

@@ -30,7 +30,7 @@ from typing import Any
 from bench.samplers import energy as _energy
 from bench.samplers.base import clock
 from bench.samplers.cpu import MB, CPUSampler
-from bench.samplers.timeseries import Counter, Window, in_window, mean, window_values
+from bench.samplers.timeseries import Counter, Span, in_window, mean, window_values
 
 # NVML return codes (stable across versions of the C API).
 NOT_SUPPORTED = 3
@@ -435,7 +435,7 @@ class NVMLSampler(CPUSampler):
 
     # -- summaries ---------------------------------------------------------------------
     def _gpu_summary(
-        self, ordinal: int, series: dict[str, list[float]], window: Window | None, images: int | None
+        self, ordinal: int, series: dict[str, list[float]], window: Span | None, images: int | None
     ) -> dict[str, Any]:
         p = f"gpu{ordinal}."
         info = dict(self.info.get("gpus", {}).get(str(ordinal), {}))
@@ -488,7 +488,7 @@ class NVMLSampler(CPUSampler):
         return out
 
     def _summarize(
-        self, series: dict[str, list[float]], window: Window | None, images: int | None
+        self, series: dict[str, list[float]], window: Span | None, images: int | None
     ) -> dict[str, Any]:
         out = self._cpu_summary(series, window, images)
         self.missing.pop("energy", None)
@@ -517,7 +517,7 @@ class NVMLSampler(CPUSampler):
         out["energy_scope"] = "GPU board power via NVML, GPUs " + ", ".join(f"cuda:{k}" for k in gpus)
         return out
 
-    def _summed_peak(self, series: dict[str, list[float]], name: str, window: Window | None) -> float | None:
+    def _summed_peak(self, series: dict[str, list[float]], name: str, window: Span | None) -> float | None:
         """Peak over samples of the column ``name`` summed across GPUs (None if any GPU lacks it)."""
         columns = [series.get(f"gpu{k}.{name}") for k in self.gpus]
         if not columns or any(c is None for c in columns):

@@ -102,6 +102,38 @@ def write(result: SamplerResult, path: str | os.PathLike, extra: dict[str, Any] 
     return target
 
 
+def restrict(result: SamplerResult, windows: list[tuple[float, float]]) -> SamplerResult:
+    """``result`` with only the samples taken inside ``windows`` (one stack's own calls when
+    several stacks were timed in alternation); the summary is kept as it is."""
+    from dataclasses import replace
+
+    from bench.samplers.timeseries import in_span, windows_of
+
+    if not windows:
+        return result
+    spans = windows_of(windows)
+    keep = [i for i, t in enumerate(result.series.get("t", [])) if in_span(t, spans)]
+    series = {k: [v[i] for i in keep] for k, v in result.series.items()}
+    return replace(result, series=series)
+
+
+def read_frame(path: str | os.PathLike):
+    """A series file as a pandas DataFrame with a ``t`` column, or None when the file is
+    missing, unreadable or has no ``t`` (a report then says there is no series)."""
+    import pandas as pd
+
+    try:
+        columns, _ = read(path)
+    except Exception:  # noqa: BLE001 - any unreadable file degrades to "no series"
+        return None
+    columns = {k: v for k, v in columns.items() if getattr(v, "ndim", 1) == 1}
+    try:
+        frame = pd.DataFrame(columns)
+    except ValueError:  # ragged columns
+        return None
+    return frame if "t" in frame.columns and not frame.empty else None
+
+
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """Columns (numpy arrays) and metadata of a file written by :func:`write`."""
     import numpy as np
@@ -119,4 +151,4 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     return {c: table.column(c).to_numpy() for c in table.column_names}, meta
 
 
-__all__ = ["FORMAT", "META_KEY", "metadata", "read", "unit", "write"]
+__all__ = ["FORMAT", "META_KEY", "metadata", "read", "read_frame", "restrict", "unit", "write"]

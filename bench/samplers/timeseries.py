@@ -3,6 +3,10 @@
 Everything here is pure Python on lists of floats, so a sampler's summary needs no numpy
 and the functions can be checked against hand-computed figures. Timestamps are
 ``time.perf_counter`` seconds, the clock of the harness's iteration boundaries.
+
+A *span* is one window ``(start, end)`` or a sequence of disjoint windows: the calls of one
+strategy stack when several stacks are timed in alternation. Values, integrals and counter
+deltas over a span are those over its windows, summed or pooled.
 """
 
 from __future__ import annotations
@@ -12,6 +16,26 @@ import math
 from collections.abc import Sequence
 
 Window = tuple[float, float]
+#: One window, or several disjoint windows.
+Span = Window | Sequence[Window]
+
+
+def windows_of(span: Span) -> list[Window]:
+    """The windows of ``span`` as a sorted list (one window becomes a list of one)."""
+    if len(span) == 2 and not isinstance(span[0], (tuple, list)):
+        return [(float(span[0]), float(span[1]))]  # type: ignore[arg-type]
+    return sorted((float(a), float(b)) for a, b in span)  # type: ignore[misc]
+
+
+def span_length(span: Span) -> float:
+    """Total seconds covered by the windows of ``span``."""
+    return sum(b - a for a, b in windows_of(span))
+
+
+def span_bounds(span: Span) -> Window:
+    """(start of the first window, end of the last)."""
+    ws = windows_of(span)
+    return ws[0][0], ws[-1][1]
 
 
 class Counter:
@@ -75,54 +99,69 @@ def interpolate(ts: Sequence[float], ys: Sequence[float], t: float) -> float | N
     return y0 + (y1 - y0) * (t - t0) / (t1 - t0)
 
 
-def coverage_gap(ts: Sequence[float], window: Window) -> str | None:
-    """Why finite samples at ``ts`` cannot describe ``window`` (None when they can)."""
-    t0, t1 = window
+def coverage_gap(ts: Sequence[float], span: Span) -> str | None:
+    """Why finite samples at ``ts`` cannot describe every window of ``span`` (None when they
+    can: at least one sample at or before each window's start and one at or after its end)."""
     if len(ts) < 2:
         return f"{len(ts)} usable sample(s); at least 2 around the window are needed"
-    if ts[0] > t0:
-        return f"samples start {ts[0] - t0:.3f} s after the window opens"
-    if ts[-1] < t1:
-        return f"samples stop {t1 - ts[-1]:.3f} s before the window closes"
+    for t0, t1 in windows_of(span):
+        if ts[0] > t0:
+            return f"samples start {ts[0] - t0:.3f} s after the window opens"
+        if ts[-1] < t1:
+            return f"samples stop {t1 - ts[-1]:.3f} s before the window closes"
     return None
 
 
-def counter_delta(ts: Sequence[float], totals: Sequence[float], window: Window) -> float | None:
-    """Increase of a cumulative series over ``window``, interpolated at both edges."""
+def counter_delta(ts: Sequence[float], totals: Sequence[float], span: Span) -> float | None:
+    """Increase of a cumulative series over ``span`` (each window's edges interpolated,
+    the windows' increases summed); None if the samples do not cover it."""
     ts, totals = finite_pairs(ts, totals)
-    if coverage_gap(ts, window):
+    if coverage_gap(ts, span):
         return None
-    a = interpolate(ts, totals, window[0])
-    b = interpolate(ts, totals, window[1])
-    return None if a is None or b is None else b - a
+    total = 0.0
+    for t0, t1 in windows_of(span):
+        a, b = interpolate(ts, totals, t0), interpolate(ts, totals, t1)
+        if a is None or b is None:
+            return None
+        total += b - a
+    return total
 
 
-def integrate(ts: Sequence[float], ys: Sequence[float], window: Window) -> float | None:
-    """Trapezoidal integral of ``ys`` over ``window`` (edges interpolated); None if the
-    finite samples do not span the window."""
+def integrate(ts: Sequence[float], ys: Sequence[float], span: Span) -> float | None:
+    """Trapezoidal integral of ``ys`` over ``span`` (edges interpolated, windows summed);
+    None if the finite samples do not span every window."""
     ts, ys = finite_pairs(ts, ys)
-    if coverage_gap(ts, window):
+    if coverage_gap(ts, span):
         return None
-    t0, t1 = window
-    inner = [(t, y) for t, y in zip(ts, ys, strict=True) if t0 < t < t1]
-    points = [(t0, interpolate(ts, ys, t0)), *inner, (t1, interpolate(ts, ys, t1))]
-    return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:], strict=False))
+    total = 0.0
+    for t0, t1 in windows_of(span):
+        inner = [(t, y) for t, y in zip(ts, ys, strict=True) if t0 < t < t1]
+        points = [(t0, interpolate(ts, ys, t0)), *inner, (t1, interpolate(ts, ys, t1))]
+        total += sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:], strict=False))
+    return total
 
 
-def in_window(ts: Sequence[float], ys: Sequence[float], window: Window | None) -> list[float]:
-    """Finite values sampled inside ``window`` (all finite values when ``window`` is None)."""
+def in_span(t: float, windows: Sequence[Window]) -> bool:
+    """True when ``t`` falls inside one of ``windows`` (sorted, as :func:`windows_of` gives)."""
+    i = bisect.bisect_right([w[0] for w in windows], t) - 1
+    return i >= 0 and t <= windows[i][1]
+
+
+def in_window(ts: Sequence[float], ys: Sequence[float], span: Span | None) -> list[float]:
+    """Finite values sampled inside ``span`` (all finite values when ``span`` is None)."""
+    windows = windows_of(span) if span is not None else None
     return [
         y
         for t, y in zip(ts, ys, strict=True)
         if y is not None
         and math.isfinite(y)
-        and (window is None or window[0] <= t <= window[1])
+        and (windows is None or in_span(t, windows))
     ]
 
 
-def window_values(series: dict[str, list[float]], key: str, window: Window | None) -> list[float]:
-    """Finite values of ``key`` inside ``window``; all of them if none fall inside (a window
-    shorter than the polling interval)."""
+def window_values(series: dict[str, list[float]], key: str, window: Span | None) -> list[float]:
+    """Finite values of ``key`` inside ``window`` (a span); all of them if none fall inside
+    (windows shorter than the polling interval)."""
     ts, ys = series.get("t", []), series.get(key)
     if not ys:
         return []
@@ -146,14 +185,19 @@ def mean(values: Sequence[float]) -> float | None:
 
 __all__ = [
     "Counter",
+    "Span",
     "Window",
     "counter_delta",
     "coverage_gap",
     "finite_pairs",
+    "in_span",
     "in_window",
     "integrate",
     "interpolate",
     "iteration_index",
     "mean",
+    "span_bounds",
+    "span_length",
     "window_values",
+    "windows_of",
 ]

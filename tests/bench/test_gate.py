@@ -1,4 +1,4 @@
-"""The regression gate: rules, tests, readers, verdict, CLI; and the interleaved mode."""
+"""The regression gate: rules, tests, readers, verdict and CLI."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def test_speedup_mode_compares_gains_over_each_runs_reference():
     wobbly = Entry("k", "k", strategy="steps:n=10", speedup={"ratio": 2.0, "ci_low": 1.7, "ci_high": 2.4})
     rules = Rules(latency="speedup", max_slowdown=0.10)
     check = gate.compare_speedup(base, lost, rules)
-    assert check.outcome == "regression" and check.change == pytest.approx(2.4 / 1.5 - 1)
+    assert check.outcome == "regression" and check.change == pytest.approx(1.5 / 2.4 - 1)
     assert gate.compare_speedup(base, wobbly, rules).outcome == "pass"
 
 
@@ -306,7 +306,7 @@ def test_cli_pass_regression_and_usage_error(tmp_path):
 
 
 def test_inject_slowdown_spins_for_the_given_fraction():
-    from bench.interleave import inject_slowdown
+    from tests.support.slowdown import inject_slowdown
 
     class Model:
         notes: dict = {}
@@ -322,72 +322,45 @@ def test_inject_slowdown_spins_for_the_given_fraction():
     assert model.notes["injected_slowdown"] == 0.5
 
 
-def test_interleaved_config_is_checked(tmp_path):
-    from bench.interleave import InterleaveConfig
-
-    with pytest.raises(ValueError, match="rounds"):
-        InterleaveConfig(rounds=1)
-    with pytest.raises(ValueError, match="not an accelbench tree"):
-        InterleaveConfig(baseline_src=str(tmp_path))
-
-
-class _ClockArm:
-    """An arm of the interleaving protocol whose calls just log their order."""
-
-    def __init__(self, label, calls, fail_at=None):
-        self.label, self.calls, self.fail_at = label, calls, fail_at
-
-    def warmup(self, n):
-        self.calls += [(self.label, "warmup")] * n
-        return [0.0] * n
-
-    def time(self, n):
-        if self.fail_at is not None and len([c for c in self.calls if c[0] == self.label]) >= self.fail_at:
-            raise RuntimeError("kernel crashed")
-        t = time.perf_counter()
-        self.calls += [(self.label, "timed")] * n
-        return {"latencies_s": [0.01] * n, "bounds": [(t, t + 0.01)] * n, "step_times_s": [[]] * n}
+def test_speedup_change_reads_as_the_speedups_own_change():
+    """A speedup that rose shows a positive change, against a limit on the drop."""
+    base = Entry("k", "k", strategy="steps:n=10", speedup={"ratio": 2.36, "ci_low": 2.3, "ci_high": 2.4})
+    cur = Entry("k", "k", strategy="steps:n=10", speedup={"ratio": 2.44, "ci_low": 2.4, "ci_high": 2.5})
+    check = gate.compare_speedup(base, cur, Rules(max_slowdown=0.10))
+    assert check.change == pytest.approx(2.44 / 2.36 - 1) and check.change > 0
+    assert check.limit == "-9.1%"
+    assert "+3.4%" in gate.format_table(gate.gate_pairs([(base, cur)], Rules(latency="speedup")))
 
 
-def test_interleaving_reverses_the_order_every_round_and_isolates_failures():
-    from bench.interleave import measure_interleaved
-
-    calls: list = []
-    a, b, c = _ClockArm("A", calls), _ClockArm("B", calls), _ClockArm("C", calls, fail_at=3)
-    ta, tb, tc = measure_interleaved([a, b, c], rounds=4, block=2, warmup=1)
-    timed = [label for label, kind in calls if kind == "timed"]
-    assert timed[:6] == ["A", "A", "B", "B", "C", "C"]  # round 0: A B C
-    assert timed[6:10] == ["B", "B", "A", "A"]  # round 1 reversed: (C failed) B A
-    assert ta.rounds == [0, 0, 1, 1, 2, 2, 3, 3] and len(tb.latencies_s) == 8
-    assert tc.error == "RuntimeError: kernel crashed" and len(tc.latencies_s) == 2
-    with pytest.raises(RuntimeError):  # the reference failing ends the job
-        measure_interleaved([_ClockArm("A", [], fail_at=0), b], rounds=2)
+def test_a_run_whose_matched_entries_give_no_check_is_a_usage_error():
+    base = Entry("m | baseline | b=2", "baseline", strategy="baseline")
+    with pytest.raises(GateError, match="nothing was checked"):
+        gate.gate([base], [base], Rules(latency="speedup"))
 
 
 @pytest.mark.slow
-def test_interleaved_run_gate_and_baseline_file(tmp_path):
-    """The real model, tiny: A/B run, save a baseline, gate the run against it (slow: loads
-    the model, scores FID against the real digits)."""
+def test_run_then_gate_against_a_saved_baseline(tmp_path):
+    """The real model, tiny: an interleaved run, its baseline file, the gate against it, and
+    the candidate-vs-reference form (slow: loads the model, scores FID)."""
     runner = CliRunner()
     out, base_file = tmp_path / "run", tmp_path / "baseline.json"
     res = runner.invoke(main, [
-        "gate", "--interleaved", "-s", "steps:n=1", "--steps", "2", "-b", "1", "--rounds", "3",
-        "--warmup", "1", "-q", "4", "--out", str(out), "--quiet", "--save-baseline", str(base_file),
-        "--threads", "1",
+        "run", "-s", "steps:n=1", "--steps", "2", "-b", "1", "--iterations", "6",
+        "--min-seconds", "0", "--warmup", "1", "-q", "4", "--out", str(out), "--quiet",
+        "--threads", "1", "--no-report", "--schedule", "interleaved",
     ])
     assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["gate", str(out), "--save-baseline", str(base_file)])
+    assert res.exit_code == 0 and base_file.exists(), res.output
     records = list(results.iter_records(out))
     assert [r["strategy"] for r in records] == ["baseline", "steps:n=1"]
-    assert [len(r["timing"]["latencies_s"]) for r in records] == [3, 3]
-    assert records[1]["timing"]["rounds"] == [0, 1, 2] and "speedup" in records[1]["stats"]
+    assert [len(r["timing"]["latencies_s"]) for r in records] == [6, 6]
+    assert records[1]["timing"]["rounds"] == [0, 1, 2, 3, 4, 5]
+    assert records[1]["stats"]["speedup"]["method"].startswith("paired")
     assert records[0]["quality"]["psnr"] == "inf" and records[1]["quality_meta"]["psnr"]["higher_is_better"]
-    assert records[0]["energy"]["method"] == "unavailable"
-    # A/B against the committed form of the same run: nothing changed.
     res = runner.invoke(main, ["gate", str(out), "--baseline", str(base_file), "--latency", "speedup",
                                "-Q", "psnr:-0.5", "-Q", "adherence:-0.1"])
     assert res.exit_code == 0, res.output
     assert "steps:n=1 | b=1  speedup" in res.output
-    # The A/B form itself (candidate vs reference arm) with a bound rule.
-    entries = gate.read_entries(out)
-    verdict = gate.gate_pairs([(entries[0], entries[1])], Rules(quality=(QualityRule.parse("ssim>=0"),)))
-    assert verdict.exit_code == 0 and verdict.checks[0].key == "steps:n=1 vs baseline"
+    res = runner.invoke(main, ["gate", str(out), "--reference-strategy", "baseline", "-Q", "ssim>=0"])
+    assert res.exit_code == 0 and "steps:n=1 vs baseline" in res.output, res.output

@@ -5,9 +5,10 @@
 #   tests/benchmarks/ci_gate.sh refresh  re-record the baseline (after new weights, or an
 #                                        intended change of speed or quality); commit the file
 #
-# One job measures the reference (the unchanged model) and the candidate stacks in alternation
-# (`accelbench gate --interleaved`), so each stack's speedup over the reference is a ratio
-# measured under the same load: it holds on any machine, busy or not. That speedup is compared
+# One run measures the reference (the unchanged model) and the candidate stacks in alternation
+# (`accelbench run --schedule interleaved`), so each stack's speedup over the reference is a
+# ratio measured round by round under the same load: it holds on any machine, busy or not.
+# `accelbench gate` then judges the run against the committed file. That speedup is compared
 # with the committed one (a drop counts only beyond 30% and with the two intervals apart; refresh
 # on a quiet machine, since the committed interval bounds how small a loss is caught), and
 # quality, deterministic for fixed seeds, with the committed values (PSNR, SSIM and adherence
@@ -19,17 +20,18 @@ cd "$(dirname "$0")/../.."
 BASELINE=tests/benchmarks/baseline/digits-unet.json
 OUT=${ACCELBENCH_GATE_OUT:-runs/ci-gate}
 MEASURE=(
-  gate --interleaved --model digits-unet
+  run --model digits-unet --schedule interleaved
   -s steps:n=10 -s "scheduler:name=dpm-solver+steps:n=10"
-  --batch-size 2 --warmup 1 --quality-images 16 --threads 1
-  --out "$OUT" --quiet
+  --batch-size 2 --warmup 1 --min-seconds 0 --quality-images 16 --threads 1
+  --no-flops --no-report --out "$OUT" --quiet
 )
 
 rm -rf "$OUT"
 case "${1:-check}" in
   check)
     status=0
-    accelbench "${MEASURE[@]}" --rounds 8 --baseline "$BASELINE" --latency speedup --max-slowdown 30% \
+    accelbench "${MEASURE[@]}" --iterations 8 >/dev/null
+    accelbench gate "$OUT" --baseline "$BASELINE" --latency speedup --max-slowdown 30% \
       -Q psnr:-1 -Q ssim:-0.02 -Q adherence:-0.15 --json "$OUT/verdict.json" || status=$?
     if [ "$status" -eq 2 ]; then
       echo "gate: the baseline cannot be compared; if the weights changed on purpose, run" \
@@ -39,7 +41,8 @@ case "${1:-check}" in
     ;;
   refresh)
     # More rounds than a check: the committed interval bounds how small a loss CI can catch.
-    accelbench "${MEASURE[@]}" --rounds 20 --save-baseline "$BASELINE"
+    accelbench "${MEASURE[@]}" --iterations 20
+    accelbench gate "$OUT" --save-baseline "$BASELINE"
     ;;
   *)
     echo "usage: $0 [check|refresh]" >&2

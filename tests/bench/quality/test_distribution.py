@@ -257,21 +257,21 @@ def test_noise_floor_from_halves_of_one_real_set(classifier, heldout):
     assert floor["fid"]["mean"] < 20
 
 
-# -- the runner's quality step ------------------------------------------------------------------
-def test_runner_quality_adds_fid_kid_and_noise_floor(monkeypatch, tmp_path, heldout, pool):
+# -- the engine's quality step ------------------------------------------------------------------
+def test_engine_quality_adds_fid_kid_and_noise_floor(monkeypatch, tmp_path, heldout, pool):
     from bench import results
+    from bench.engine import score_quality
     from bench.models.digits_unet import DigitsUNet
     from bench.quality.config import QualityConfig
-    from bench.runner import RunConfig, Runner
+    from bench.quality.suite import QualitySuite
 
     monkeypatch.setenv("ACCELBENCH_CACHE", str(tmp_path))
     model = DigitsUNet(name="digits-unet", kind="diffusion-unet", device=torch.device("cpu"))
-    runner = Runner(
-        RunConfig(out_dir=tmp_path, quality=QualityConfig(noise_floor_seeds=3)), show_progress=False
-    )
+    suite = QualitySuite(model, QualityConfig(noise_floor_seeds=3))
     images, reference = _draw(pool, 40, 0), _draw(pool, 40, 1)
     prompts, labels = model.prompts(40)
-    fields = runner._quality(model, images, reference, prompts, labels, model.classifier())
+    fields = score_quality(model, images, reference, labels, suite, prompts)
+    fields["quality_noise_floor"] = suite.noise_floor(40)
     q = fields["quality"]
     assert {"psnr", "ssim", "adherence", "fid", "kid", "kid_std"} <= set(q)
     assert fields["quality_meta"]["fid"]["higher_is_better"] is False

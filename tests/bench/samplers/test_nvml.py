@@ -215,21 +215,21 @@ def test_series_file_holds_gpu_columns(tmp_path):
     assert columns["gpu0.power_w"].dtype.name == "float32"
 
 
-def test_runner_energy_and_memory_fields():
-    from bench.runner import Runner
+def test_engine_energy_and_memory_fields():
+    from bench.engine import energy_fields, memory_fields
 
     r = _run(NVMLSampler(interval_s=0.02, gpus=[0, 1], nvml=_two_gpus()), 1.05, images=16)
-    energy = Runner._energy(r)
+    energy = energy_fields(r)
     assert energy["method"] == "nvml-energy-counter"
     assert energy["images_per_kwh"] == pytest.approx(16 * 3.6e6 / energy["energy_j"])
     assert set(energy["per_device"]) == {"cuda:0", "cuda:1"}
     assert energy["images"] == 16
-    memory = Runner._memory(r, cuda_peak=5000.0)
+    memory = memory_fields(r, cuda_peak=5000.0, local=True, attributed=False)
     assert memory["device_peak_mb"] == pytest.approx(24 * 1024)
     assert memory["process_device_peak_mb"] == pytest.approx(8 * 1024)
     assert memory["cuda_allocator_peak_mb"] == memory["peak_mb"] == 5000.0
 
     lost = _run(NVMLSampler(interval_s=0.02, nvml=FakeNVML(init_error=NVML_ERROR_LIBRARY_NOT_FOUND)), 0.1)
-    energy = Runner._energy(lost)
+    energy = energy_fields(lost)
     assert energy["method"] == "unavailable" and energy["j_per_image"] is None
     assert "NVML Shared Library Not Found" in energy["reason"]

@@ -19,9 +19,12 @@ from bench.samplers.rapl import RAPLReader
 from bench.samplers.timeseries import (
     Counter,
     counter_delta,
+    in_window,
     integrate,
     interpolate,
     iteration_index,
+    span_length,
+    windows_of,
 )
 
 clock = time.perf_counter
@@ -65,6 +68,34 @@ def test_counter_delta_interpolates_edges_and_skips_nan():
     totals = [0.0, 100.0, math.nan, 300.0]
     assert counter_delta(ts, totals, (0.5, 2.5)) == pytest.approx(200.0)
     assert counter_delta(ts, totals, (0.5, 3.5)) is None  # samples stop before the end
+
+
+def test_spans_of_several_windows_sum_and_pool():
+    """One stack's calls interleaved with others': values, integrals and deltas over its
+    windows only."""
+    ts = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    ys = [1.0, 2.0, 9.0, 9.0, 3.0, 4.0]
+    span = [(3.5, 4.5), (0.5, 1.5)]
+    assert windows_of(span) == [(0.5, 1.5), (3.5, 4.5)] and windows_of((1, 2)) == [(1.0, 2.0)]
+    assert span_length(span) == pytest.approx(2.0)
+    assert in_window(ts, ys, span) == [2.0, 3.0]
+    by_window = integrate(ts, ys, (0.5, 1.5)) + integrate(ts, ys, (3.5, 4.5))
+    assert integrate(ts, ys, span) == pytest.approx(by_window)
+    totals = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    assert counter_delta(ts, totals, span) == pytest.approx(20.0)
+
+
+def test_energy_over_a_span_uses_the_counter_only_if_every_window_is_long_enough():
+    ts = [i * 0.5 for i in range(13)]
+    counter = [50.0 * t for t in ts]  # 50 W
+    power = [40.0] * len(ts)
+    long = energy_mod.estimate(ts, [(0.0, 1.5), (3.0, 4.5)], counter=counter, counter_name="c", power=power)
+    assert long.method == "c" and long.energy_j == pytest.approx(150.0)
+    mixed = energy_mod.estimate(ts, [(0.0, 1.5), (3.0, 3.5)], counter=counter, counter_name="c", power=power)
+    assert mixed.method == "integrated-power" and mixed.energy_j == pytest.approx(80.0)
+    assert "shortest of its windows 0.500 s" in mixed.reason
+    figs = energy_mod.figures(150.0, [(0.0, 1.5), (3.0, 4.5)], 6)
+    assert figs["window_s"] == pytest.approx(3.0) and figs["avg_power_w"] == pytest.approx(50.0)
 
 
 def test_iteration_index():

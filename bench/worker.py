@@ -1,19 +1,22 @@
-"""One arm of an interleaved measurement, in its own process, on its own copy of the code.
+"""One arm of a run, in its own process, on its own copy of the code (code against code).
 
-:mod:`bench.interleave` starts this file's text with ``python -c`` in the directory of the
-code tree to measure (a checkout of the baseline commit, say), so ``bench`` and
-``strategies`` are imported from *that* tree. It therefore uses only the stable contracts
-(``bench.models.load_model``, ``strategies.parse_stack``, ``bench.harness.measure``) and
-nothing newer, so it also runs on trees older than the interleaved mode itself.
+:class:`bench.arms.WorkerArm` starts this file's text with ``python -c`` in the directory of
+the code tree to measure (a checkout of the baseline commit, say), so ``bench`` and
+``strategies`` are imported from *that* tree. It therefore uses only the oldest, stable
+contracts (``bench.models.load_model``, ``bench.models.base.ModelSpec``,
+``strategies.parse_stack``, a model's ``prompts``/``generate``/``describe``/``fingerprint``),
+and times calls with its own loop, written here, so that both trees are timed by the very
+same code.
 
 Protocol: the configuration is ``argv[1]`` (JSON). The worker answers on its standard
 output, one JSON object per line: first ``{"ready": ...}`` (or ``{"error": ...}``), then one
 answer per command read from standard input:
 
-* ``{"cmd": "warmup", "n": k}``: k untimed calls.
-* ``{"cmd": "time", "n": k}``: k timed calls; answers ``latencies_s``, ``bounds``,
-  ``step_times_s`` (the harness's raw samples).
-* ``{"cmd": "images", "n": N}``: the quality images (float32, base64) of N prompts.
+* ``{"cmd": "warmup", "n": k}``: k untimed calls; answers their ``bounds``.
+* ``{"cmd": "time", "n": k}``: k timed calls; answers ``latencies_s``, ``bounds`` and
+  ``step_times_s`` (raw samples, on the machine-wide ``perf_counter`` clock).
+* ``{"cmd": "images", "prompts": [...], "seeds": [...], "batch_size": b}``: the quality
+  images (float32, base64).
 * ``{"cmd": "quit"}``.
 
 Anything the libraries print goes to standard error, never into the protocol.
@@ -29,23 +32,28 @@ import time
 import traceback
 
 
+def _sync(torch, device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _serve(config: dict, out) -> None:
     import torch
 
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     import bench
-    from bench.harness import TimingConfig, measure
     from bench.models import load_model
     from bench.models.base import ModelSpec
     from strategies import parse_stack
 
     def send(obj: dict) -> None:
-        out.write(json.dumps(obj) + "\n")
+        out.write(json.dumps(obj, default=str) + "\n")
         out.flush()
 
+    device = torch.device(config.get("device", "cpu"))
     t0 = time.perf_counter()
-    base = load_model(ModelSpec(config["model"], device=config.get("device", "cpu")))
+    base = load_model(ModelSpec(config["model"], device=str(device)))
     load_s = time.perf_counter() - t0
     if config.get("steps"):
         base.call_args["num_inference_steps"] = int(config["steps"])
@@ -60,15 +68,31 @@ def _serve(config: dict, out) -> None:
     t0 = time.perf_counter()
     model = stack.apply(base)
     apply_s = time.perf_counter() - t0
-    batch = int(config["batch_size"])
-    seed = int(config.get("seed", 0))
-    prompts, _ = model.prompts(batch)
-    seeds = [seed + i for i in range(batch)]
-    device = torch.device(config.get("device", "cpu"))
+    prompts, seeds = list(config["prompts"]), [int(s) for s in config["seeds"]]
 
     def call(step_callback):
         with torch.inference_mode():
             return model.generate(prompts, seeds, step_callback=step_callback)
+
+    def timed(n: int, record_steps: bool) -> dict:
+        lat, bounds, steps = [], [], []
+        for _ in range(n):
+            stamps: list[float] = []
+
+            def on_step(i, stamps=stamps):
+                _sync(torch, device)
+                stamps.append(time.perf_counter())
+
+            _sync(torch, device)
+            start = time.perf_counter()
+            call(on_step if record_steps else None)
+            _sync(torch, device)
+            end = time.perf_counter()
+            lat.append(end - start)
+            bounds.append((start, end))
+            edges = [start, *stamps]
+            steps.append([b - a for a, b in zip(edges, edges[1:])])  # noqa: B905 (old Pythons)
+        return {"latencies_s": lat, "bounds": bounds, "step_times_s": steps}
 
     describe = model.describe()
     describe["base_fingerprint"] = fingerprint
@@ -90,25 +114,17 @@ def _serve(config: dict, out) -> None:
         if cmd == "quit":
             return
         if cmd == "warmup":
-            timing = measure(call, device, TimingConfig(warmup=int(msg["n"]), min_iterations=1,
-                                                        min_seconds=0, max_iterations=1))
-            send({"warmup_s": timing.warmup_s + timing.latencies_s})
+            send({"bounds": timed(int(msg["n"]), record_steps=False)["bounds"]})
         elif cmd == "time":
-            n = int(msg["n"])
-            timing = measure(call, device, TimingConfig(warmup=0, min_iterations=n, min_seconds=0,
-                                                        max_iterations=n))
-            send({"latencies_s": timing.latencies_s, "bounds": timing.bounds,
-                  "step_times_s": timing.step_times_s})
+            send(timed(int(msg["n"]), record_steps=True))
         elif cmd == "images":
-            n = int(msg["n"])
-            q_prompts, labels = model.prompts(n)
+            q_prompts, q_seeds, b = msg["prompts"], msg["seeds"], int(msg["batch_size"])
             chunks = []
-            for i in range(0, n, batch):
+            for i in range(0, len(q_prompts), b):
                 with torch.inference_mode():
-                    chunks.append(model.generate(q_prompts[i:i + batch],
-                                                 [seed + j for j in range(i, min(i + batch, n))]))
-            images = torch.cat(chunks).float().contiguous()
-            send({"shape": list(images.shape), "labels": labels, "prompts": q_prompts,
+                    chunks.append(model.generate(q_prompts[i:i + b], q_seeds[i:i + b]).float())
+            images = torch.cat(chunks).cpu().contiguous()
+            send({"shape": list(images.shape),
                   "data": base64.b64encode(images.numpy().tobytes()).decode()})
         else:
             send({"error": f"unknown command {cmd!r}"})

@@ -1,5 +1,6 @@
-"""The runner's use of the sampler on the CPU, end to end: the timed window and image count
-reach the sampler, the raw series lands beside the results, energy says why it is missing."""
+"""The engine's use of the sampler on the CPU, end to end: each stack's windows and image
+count reach the sampler, the raw series lands beside the results, energy says why it is
+missing."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ import pytest
 import torch
 
 from bench import results
-from bench.harness import TimingConfig
-from bench.runner import RunConfig, Runner
-from bench.samplers import series
-from strategies import parse_stack
+from bench.arms import LocalArm
+from bench.config import RunConfig, TimingConfig
+from bench.engine import Engine, energy_fields, memory_fields
+from bench.samplers import make_sampler, series
+from bench.schedules import Interleaved
 
 
-class _Generator:
-    """Just enough of a model for the runner's timed loop: real work, real step callbacks."""
+class _Model:
+    """Just enough of a model for an arm: real work, real step callbacks."""
 
-    def __init__(self) -> None:
-        self.net = torch.nn.Linear(256, 256)
+    def __init__(self, width: int) -> None:
+        self.net = torch.nn.Linear(width, width)
+        self.width = width
+        self.device = torch.device("cpu")
 
     def generate(self, prompts, seeds, step_callback=None):
-        x = torch.randn(len(prompts), 256)
+        x = torch.randn(len(prompts), self.width)
         for i in range(5):
             x = torch.tanh(self.net(x))
             if step_callback:
@@ -29,29 +33,26 @@ class _Generator:
         return x
 
 
-def test_timed_loop_window_and_images_reach_the_sampler(tmp_path):
-    config = RunConfig(
-        batch_size=4,
-        timing=TimingConfig(warmup=2, min_iterations=5, min_seconds=0.2),
-        sample_interval_s=0.005,
-        out_dir=tmp_path,
-    )
-    runner = Runner(config, show_progress=False)
-    stack = parse_stack("baseline")
-    timing, result, cuda_peak = runner._time(_Generator(), stack, ["a"] * 4, [0, 1, 2, 3])
-    assert cuda_peak is None
-    assert result.summary["window"] == list(timing.window)
-    n = len(timing.latencies_s)
-    assert result.summary["images"] == 4 * n
-    assert result.summary["window_s"] == pytest.approx(timing.window[1] - timing.window[0])
-    assert set(result.series["iteration"]) <= {-1.0, *map(float, range(n))}
-    energy = Runner._energy(result)
-    assert energy["method"] in ("unavailable", "rapl-package-counter")
-    assert energy["energy_j"] is None or energy["energy_j"] > 0
-    assert Runner._memory(result, None)["peak_mb"] == result.summary["peak_rss_mb"] > 0
-    rel = runner._save_series(stack, result)
-    columns, meta = series.read(tmp_path / rel)
-    assert len(columns["t"]) == result.summary["samples"] and meta["strategy"] == "baseline"
+def test_each_arms_windows_and_images_reach_the_sampler():
+    arms = [LocalArm(name, _Model(w), ["a"] * 4, [0, 1, 2, 3]) for name, w in (("A", 256), ("B", 64))]
+    sampler = make_sampler("cpu", 0.005)
+    with sampler:
+        timings = Interleaved().run(arms, TimingConfig(warmup=1, min_iterations=4, min_seconds=0.1))
+    for timing in timings:
+        n = len(timing.latencies_s)
+        result = sampler.result(window=timing.bounds, images=4 * n, bounds=timing.bounds)
+        assert result.summary["windows"] == n and result.summary["images"] == 4 * n
+        assert result.summary["window"] == [timing.bounds[0][0], timing.bounds[-1][1]]
+        assert result.summary["window_s"] == pytest.approx(sum(b - a for a, b in timing.bounds))
+        assert set(result.series["iteration"]) <= {-1.0, *map(float, range(n))}
+        energy = energy_fields(result)
+        assert energy["method"] in ("unavailable", "rapl-package-counter") and energy["windows"] == n
+        assert energy["energy_j"] is None or energy["energy_j"] > 0
+        memory = memory_fields(result, None, local=True, attributed=True)
+        assert memory["peak_mb"] == result.summary["peak_rss_mb"] > 0 and memory["rss_hwm_mb"] is None
+        own = series.restrict(result, timing.bounds)
+        inside = [t for t in own.series["t"] if any(a <= t <= b for a, b in timing.bounds)]
+        assert own.series["t"] == inside and len(inside) < len(result.series["t"])
 
 
 @pytest.mark.slow
@@ -65,7 +66,7 @@ def test_run_records_series_energy_and_memory(tmp_path):
         sample_interval_s=0.01,
         out_dir=tmp_path,
     )
-    (record,) = Runner(config, show_progress=False).run()
+    (record,) = Engine(config, show_progress=False).run().records
     assert record["status"] == "ok", record.get("traceback")
     window = record["timing"]["bounds"][0][0], record["timing"]["bounds"][-1][1]
     assert record["sampler"]["summary"]["window"] == list(window)

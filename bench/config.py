@@ -1,0 +1,150 @@
+"""What defines a run, as plain, validated data: saved with every record.
+
+The command line, the gate's CI script, sweep jobs, the pytest plugin and the search only
+build a :class:`RunConfig` and hand it to :class:`bench.engine.Engine`. This module imports
+no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.quality.config import QualityConfig
+
+#: The stacks ``accelbench run`` measures unless told otherwise (the reference first).
+DEFAULT_STRATEGIES = ("baseline", "bf16", "steps:n=10", "scheduler:name=dpm-solver+steps:n=10")
+#: ``--schedule`` values: ``auto`` interleaves when every stack fits in memory at once.
+SCHEDULES = ("auto", "interleaved", "sequential")
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """How long to measure.
+
+    Attributes:
+        warmup: untimed full calls before timing (at least 2 per the protocol; strategies
+            that compile or cache may need more).
+        min_iterations: timed calls at least.
+        min_seconds: timed seconds at least (both minimums must be met).
+        max_iterations: stop after this many timed calls regardless.
+        max_seconds: stop after this long regardless (once ``min_iterations`` are done).
+        sync_steps: synchronise the device in the step callback so per-step times are
+            exact (costs a little overlap on GPUs; no effect on the CPU).
+        target_ci: keep measuring until every speedup's 95% interval lies within
+            +-``target_ci`` of its estimate (0.05 = 5%), or ``max_seconds`` pass; None: off.
+            Interleaved runs check the speedups; a stack timed on its own checks the
+            interval of its median latency.
+    """
+
+    warmup: int = 2
+    min_iterations: int = 10
+    min_seconds: float = 2.0
+    max_iterations: int = 200
+    max_seconds: float = 300.0
+    sync_steps: bool = True
+    target_ci: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.min_iterations < 1:
+            raise ValueError(f"min_iterations must be >= 1, got {self.min_iterations}")
+        if self.min_seconds < 0:
+            raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds}")
+        if self.max_iterations < self.min_iterations:
+            raise ValueError("max_iterations must be >= min_iterations")
+        if self.target_ci is not None and not 0 < self.target_ci < 1:
+            raise ValueError(f"target_ci must be between 0 and 1 (0.05 = 5%), got {self.target_ci}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; saved with every record.
+
+    Attributes:
+        model: registry name, ``arch:<family>[@tiny]`` or ``hf:<id or path>``.
+        strategies: stack specs; the reference (``baseline``) is always measured first.
+        device: ``cpu``, ``cuda``, ``cuda:1``...
+        batch_size: images per generation call in the timed loop.
+        steps: denoising steps of the reference (None: the model's default).
+        timing: warm-up and stop rule.
+        quality_images: images generated (apart from the timed loop) for quality metrics.
+        seed: seed of the first image; image i uses seed + i.
+        sample_interval_s: sampler polling interval.
+        out_dir: the run directory.
+        quality: settings of the distribution and hub quality metrics.
+        resolution: (height, width) to generate at; None: the model's own.
+        schedule: ``auto`` (interleaved when every stack fits in memory at once, else
+            sequential, with the reason), ``interleaved`` or ``sequential``.
+        block: interleaved: calls of one stack in a row within a round.
+        threads: torch's intra-op threads (None: torch's default, one per core).
+        count_flops: count parameters and FLOPs per step/token of every stack.
+        recheck_baseline: sequential: time the reference again at the end to expose drift.
+        measure_reference: time the reference stack too (speedups need it); the quality
+            reference images come from the unchanged model either way.
+        baseline_src: another accelbench code tree: every stack is measured twice, in worker
+            processes importing each tree, interleaved (code against code).
+        current_src: the tree of the current side of ``baseline_src`` runs (None: the tree
+            of the working directory if it is one, else the installed package's).
+        quality_batch_size: images per call when generating the quality images (None: the
+            timed batch size; every image has its own seed, so it does not change them).
+    """
+
+    model: str = "digits-unet"
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    device: str = "cpu"
+    batch_size: int = 8
+    steps: int | None = None
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    quality_images: int = 200
+    seed: int = 0
+    sample_interval_s: float = 0.05
+    out_dir: Path = Path("runs/latest")
+    trust_remote_code: bool = False
+    allow_download: bool = False
+    use_cache: bool = True
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    resolution: tuple[int, int] | None = None
+    schedule: str = "auto"
+    block: int = 1
+    threads: int | None = None
+    count_flops: bool = True
+    recheck_baseline: bool = True
+    measure_reference: bool = True
+    baseline_src: str | None = None
+    current_src: str | None = None
+    quality_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.quality_images < 0:
+            raise ValueError(f"quality images must be >= 0, got {self.quality_images}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.block < 1:
+            raise ValueError(f"block must be >= 1, got {self.block}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not self.strategies:
+            raise ValueError("a run needs at least one strategy stack")
+        for name, src in (("baseline source", self.baseline_src), ("current source", self.current_src)):
+            if src is not None and not (Path(src) / "bench").is_dir():
+                raise ValueError(f"{name} {src!r} has no bench/ package: not an accelbench tree")
+        if self.baseline_src is not None and self.schedule == "sequential":
+            raise ValueError("code against code (baseline_src) is always interleaved")
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        return data
+
+
+__all__ = ["DEFAULT_STRATEGIES", "SCHEDULES", "RunConfig", "TimingConfig"]

@@ -1,0 +1,871 @@
+"""The one measurement engine: load -> set steps -> supports/apply -> warm-up -> timed calls
+under a schedule -> quality -> record.
+
+Every front end builds a :class:`~bench.config.RunConfig` and calls :class:`Engine`:
+``accelbench run``, the CI gate's measurement, sweep jobs, code-against-code runs, the pytest
+plugin and the search. None of them re-implements a step.
+
+One run:
+
+1. Parse every stack (bad specs fail before anything loads); stacks a device cannot run and
+   stacks the model does not support become records with the reason. A run whose every
+   requested stack is refused stops here, with the reasons, before it spends time on the
+   baseline.
+2. Load the model once (``load_s``), set the step count and resolution, generate the
+   reference's quality images (cached on disk by weights, prompts, seeds and settings).
+3. Choose the schedule (:mod:`bench.schedules`): interleaved when every stack fits in memory
+   at once (estimated from the model's bytes against free host or device memory, with a
+   margin), else sequential; the record says which and why.
+4. Apply each stack to its own copy (``apply_s``; training strategies report their one-off
+   cost), time them under the schedule while one sampler runs across the window; each
+   sample belongs to the stack whose call was running. On CUDA the allocator's peak is reset
+   before each block of a stack and read after.
+5. Per stack: speedup over the reference (paired by round when interleaved), memory and
+   energy of its own calls, parameters and FLOPs per step or token, decoding counts, the
+   machine's load, quality of its images against the reference's (fidelity, adherence,
+   FID/KID with their noise floor), cold costs, then one :class:`~bench.record.Record`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import compare, machine, stats
+from bench.config import RunConfig
+from bench.formats import sanitize, slug
+from bench.harness import Timing
+from bench.record import Record
+from bench.schedules import Hooks, Schedule
+
+#: Images shown in each stack's grid (the first quality images: same prompts and seeds).
+GRID_IMAGES = 20
+#: The reference every other stack is compared with.
+REFERENCE = "baseline"
+#: Record keys copied from a token model's decoding counts into ``stats``.
+DECODING_STATS = ("tokens_per_forward", "forward_passes_per_image", "acceptance_rate",
+                  "token_acceptance")
+
+Log = Callable[[str], None]
+
+
+class EngineError(ValueError):
+    """A run that cannot start (every requested stack refused, a bad setting); the message
+    says why."""
+
+
+@dataclass
+class RunResult:
+    """What a run measured.
+
+    Attributes:
+        out_dir: the run directory.
+        records: the records of this code tree, the reference first.
+        baseline_records: code against code: the other tree's records (``OUT/baseline``).
+        schedule: the schedule and why it was chosen.
+        load: the machine's load during the run.
+        drift: sequential runs: the reference timed again at the end.
+        warnings: what the summary should tell the user.
+    """
+
+    out_dir: Path
+    records: list[dict[str, Any]]
+    baseline_records: list[dict[str, Any]] = field(default_factory=list)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    drift: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    #: The quality images of each stack, by spec (only when the engine was asked to keep them).
+    images: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def baseline_dir(self) -> Path:
+        return self.out_dir / "baseline"
+
+
+def plan_stacks(specs: Sequence[str], device: str, measure_reference: bool = True):
+    """Parse every spec (raising on bad ones), reference first and once, duplicates dropped.
+
+    Returns (stacks, refused): ``refused`` maps a canonical spec to why ``device`` cannot run
+    it.
+    """
+    from strategies import parse_stack
+
+    stacks = [parse_stack(s) for s in specs]
+    ordered = []
+    if measure_reference:
+        ordered.append(next((s for s in stacks if s.is_baseline), None) or parse_stack(REFERENCE))
+    seen = {s.spec for s in ordered}
+    for s in stacks:
+        if s.spec not in seen:
+            seen.add(s.spec)
+            ordered.append(s)
+    refused: dict[str, str] = {}
+    for stack in ordered:
+        for s in stack:
+            reason = s.supports_device(device)
+            if reason:
+                refused[stack.spec] = f"{s.spec} cannot run on {device}: {reason}"
+                break
+    return ordered, refused
+
+
+def default_current_src() -> Path:
+    """The tree the current side of a code-against-code run imports: the working directory's
+    accelbench tree when there is one, else the installed package's."""
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "bench" / "__init__.py").is_file() and (folder / "strategies").is_dir():
+            return folder
+    return Path(__file__).resolve().parent.parent
+
+
+class Engine:
+    """Runs one :class:`~bench.config.RunConfig` and writes its run directory.
+
+    Args:
+        config: the run.
+        log: told each step in one line (None: silent).
+        show_progress: progress bars on long work.
+        schedule: a schedule to use instead of the configured one (the pytest plugin's).
+        keep_images: keep every stack's quality images in :attr:`RunResult.images`.
+    """
+
+    def __init__(self, config: RunConfig, log: Log | None = None, show_progress: bool = True,
+                 schedule: Schedule | None = None, keep_images: bool = False) -> None:
+        self.config = config
+        self.keep_images = keep_images
+        self.images: dict[str, Any] = {}
+        self.fingerprint: str | None = None
+        self.log = log or (lambda msg: None)
+        self.show_progress = show_progress
+        self.forced_schedule = schedule
+        self.run_id = uuid.uuid4().hex[:12]
+        self.out = Path(config.out_dir)
+        self._suite: Any = None
+        self._environment: dict[str, Any] | None = None
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Measure every stack; returns the records (also appended to ``results.jsonl``)."""
+        cfg = self.config
+        stacks, refused = plan_stacks(cfg.strategies, cfg.device, cfg.measure_reference)
+        import torch
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self._check_requested(stacks, refused)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.baseline_src is not None:
+            return self._run_code_against_code(stacks, refused)
+        return self._run_local(stacks, refused)
+
+    def _check_requested(self, stacks, refused: dict[str, str], unsupported: dict[str, str] | None = None) -> None:
+        requested = [s.spec for s in stacks if not s.is_baseline] or [s.spec for s in stacks]
+        reasons = {**refused, **(unsupported or {})}
+        if requested and all(spec in reasons for spec in requested):
+            lines = "\n".join(f"  {spec}: {reasons[spec]}" for spec in requested)
+            raise EngineError(f"no requested stack can run on {self.config.model}:\n{lines}")
+
+    def _run_local(self, stacks, refused: dict[str, str]) -> RunResult:
+        cfg = self.config
+        base, load_s = self._load()
+        unsupported = dict(refused)
+        for stack in stacks:
+            if stack.spec in unsupported:
+                continue
+            reason = next((f"{s.spec}: {r}" for s in stack if (r := s.supports(base))), None)
+            if reason:
+                unsupported[stack.spec] = reason
+        self._check_requested(stacks, refused, unsupported)
+        for spec, reason in unsupported.items():
+            self.log(f"[{spec}] not applicable: {reason}")
+        load = machine.start(torch_threads=_torch_threads())
+        timed_prompts, _ = base.prompts(cfg.batch_size)
+        timed_seeds = [cfg.seed + i for i in range(cfg.batch_size)]
+        q_prompts, q_labels = base.prompts(cfg.quality_images)
+        q_seeds = [cfg.seed + i for i in range(cfg.quality_images)]
+        reference_images = self._reference_images(base, q_prompts, q_seeds)
+        runnable = [s for s in stacks if s.spec not in unsupported]
+        schedule, why = self._choose_schedule(base, len(runnable))
+        self.log(f"schedule: {schedule.name} ({why})")
+        ctx = _Context(base=base, load_s=load_s, timed=(timed_prompts, timed_seeds),
+                       quality=(q_prompts, q_labels, q_seeds), reference_images=reference_images,
+                       load=load)
+        records: dict[str, Record] = {}
+        for stack in stacks:
+            if stack.spec in unsupported:
+                records[stack.spec] = self._record(base.describe(), stack, "unsupported",
+                                                   unsupported[stack.spec])
+        measured: list[_Measured] = []
+        if schedule.all_at_once:
+            arms = [self._prepare(stack, base, ctx, records) for stack in runnable]
+            live = [a for a in arms if a is not None]
+            measured = self._time(schedule, live, ctx)
+            reference = next((m for m in measured if m.arm.label == REFERENCE), None)
+            for m in measured:
+                records[m.arm.label] = self._finish(m, reference if cfg.measure_reference else None,
+                                                    ctx, schedule)
+                if m is not reference:
+                    m.arm.close()
+        else:
+            reference: _Measured | None = None
+            for stack in runnable:
+                arm = self._prepare(stack, base, ctx, records)
+                if arm is None:
+                    continue
+                m = self._time(schedule, [arm], ctx)[0]
+                if reference is None and cfg.measure_reference and arm.label == REFERENCE:
+                    reference = m
+                records[arm.label] = self._finish(m, reference, ctx, schedule)
+                measured.append(m)
+                if m is not reference:
+                    arm.close()
+        load = machine.finish(load, _mean_other(ctx.other_cores))
+        ordered = [records[s.spec] for s in stacks if s.spec in records]
+        drift = None
+        reference = next((m for m in measured if m.arm.label == REFERENCE), None)
+        if (not schedule.all_at_once and cfg.recheck_baseline and len(measured) > 1
+                and reference is not None and reference.timing.latencies_s):
+            drift = self._recheck(reference)
+        for m in measured:
+            if m.arm.model is not None:
+                m.arm.close()
+        result = RunResult(self.out, [], schedule=schedule.describe() | {"reason": why},
+                           load=load.as_dict(), drift=drift, images=self.images)
+        for rec in ordered:
+            rec.load = load.as_dict()
+            if load.warning and rec.ok:
+                rec.caveats.append(load.warning)
+            if rec.schedule is None:
+                rec.schedule = result.schedule
+            result.records.append(self._append(self.out, rec))
+        result.warnings = self._warnings(load, drift)
+        self._write_run_json(result)
+        return result
+
+    # -- steps -----------------------------------------------------------------------------
+    def _load(self):
+        from bench.models.base import ModelSpec
+        from bench.models.registry import check_resolution, load_model
+        from strategies import StrategyError
+
+        cfg = self.config
+        self.log(f"loading {cfg.model} on {cfg.device}")
+        t0 = time.perf_counter()
+        base = load_model(ModelSpec(cfg.model, device=cfg.device,
+                                    trust_remote_code=cfg.trust_remote_code,
+                                    allow_download=cfg.allow_download))
+        load_s = time.perf_counter() - t0
+        self.fingerprint = base.fingerprint()
+        if cfg.steps is not None:
+            if "num_inference_steps" not in base.call_args:
+                raise StrategyError(f"{base.name} has no denoising step count to set")
+            base.call_args["num_inference_steps"] = cfg.steps
+        if cfg.resolution is not None:
+            check_resolution(cfg.model, cfg.resolution)
+            if "height" in base.call_args or cfg.model.startswith(("hf:", "arch:")):
+                base.call_args["height"], base.call_args["width"] = cfg.resolution
+        return base, load_s
+
+    def _choose_schedule(self, base, n_arms: int) -> tuple[Schedule, str]:
+        from bench import schedules
+
+        cfg = self.config
+        if self.forced_schedule is not None:
+            return self.forced_schedule, "set by the caller"
+        if cfg.schedule != "auto":
+            return schedules.make(cfg.schedule, cfg.block), f"--schedule {cfg.schedule}"
+        if n_arms <= 1:
+            return schedules.make("sequential"), "one stack: nothing to alternate with"
+        size = machine.model_bytes(list(base.components().values()))
+        fits, words = machine.fits_at_once(size, n_arms, machine.free_bytes(cfg.device))
+        if fits:
+            return schedules.make("interleaved", cfg.block), f"all {n_arms} stacks fit in memory at once: {words}"
+        return schedules.make("sequential"), f"the stacks do not fit in memory at once: {words}"
+
+    def _prepare(self, stack, base, ctx: _Context, records: dict[str, Record]) -> Any:
+        """Apply ``stack`` to a copy of the model; None (and a record saying why) if it fails."""
+        from bench.arms import LocalArm
+        from strategies import StrategyError
+
+        self.log(f"[{stack.spec}] applying")
+        try:
+            t0 = time.perf_counter()
+            model = stack.apply(base.clone())
+            apply_s = time.perf_counter() - t0
+        except StrategyError as exc:
+            records[stack.spec] = self._record(base.describe(), stack, "unsupported", str(exc))
+            self.log(f"[{stack.spec}] not applicable: {exc}")
+            return None
+        except Exception as exc:  # one failing stack must not end the run
+            rec = self._record(base.describe(), stack, "failed", f"{type(exc).__name__}: {exc}")
+            rec.traceback = traceback.format_exc()
+            records[stack.spec] = rec
+            self.log(f"[{stack.spec}] failed: {type(exc).__name__}: {exc}")
+            return None
+        prompts, seeds = ctx.timed
+        return LocalArm(stack.spec, model, prompts, seeds,
+                        info={"apply_s": apply_s, "stack": stack.config(), "strategies": list(stack)})
+
+    def _time(self, schedule: Schedule, arms: list[Any], ctx: _Context) -> list[_Measured]:
+        """Run ``schedule`` over ``arms`` with the sampler across it; attribute the samples."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from bench.samplers import make_sampler
+
+        cfg = self.config
+        if not arms:
+            return []
+        gpus = sorted({g for a in arms if a.local for g in _model_gpus(a.model, cfg.device)})
+        peaks: dict[int, float] = {}
+
+        def before(i: int) -> None:
+            for g in gpus:
+                torch.cuda.reset_peak_memory_stats(g)
+
+        def after(i: int) -> None:
+            if gpus:
+                peak = sum(torch.cuda.max_memory_allocated(g) for g in gpus) / 2**20
+                peaks[i] = max(peaks.get(i, 0.0), peak)
+
+        label = arms[0].label if len(arms) == 1 else f"{len(arms)} stacks, {schedule.name}"
+        unit = "round" if schedule.name == "interleaved" else "call"
+        bar = tqdm(desc=f"timing {label[:40]}", unit=unit, disable=not self.show_progress, leave=False)
+        hooks = Hooks(before_block=before, after_block=after,
+                      progress=lambda msg: (bar.set_postfix_str(msg), bar.update(1)))
+        sampler = make_sampler(cfg.device, cfg.sample_interval_s, gpus=gpus or None)
+        try:
+            with sampler:
+                timings = schedule.run(arms, cfg.timing, hooks)
+        finally:
+            bar.close()
+        out = []
+        for i, (arm, timing) in enumerate(zip(arms, timings, strict=True)):
+            result = None
+            if timing.latencies_s:
+                images = len(timing.latencies_s) * len(arm.prompts if arm.local else ctx.timed[0])
+                result = sampler.result(window=timing.bounds, images=images, bounds=timing.bounds)
+                if arm.local:  # a worker's own work would count as "other processes" here
+                    ctx.other_cores.append(machine.other_cores(result.series, _machine_cores(),
+                                                               timing.bounds))
+            out.append(_Measured(arm, timing, result, peaks.get(i), shared=len(arms) > 1))
+        return out
+
+    def _finish(self, m: _Measured, reference: _Measured | None, ctx: _Context,
+                schedule: Schedule) -> Record:
+        """The record of one measured arm: statistics, cold costs, memory, energy, size,
+        decoding counts and quality."""
+        arm, timing = m.arm, m.timing
+        model = arm.model
+        rec = self._record(model.describe(), None, "ok", None, spec=arm.label,
+                           stack_config=arm.info.get("stack"))
+        rec.settings["dtype"] = str(model.dtype).replace("torch.", "")
+        rec.settings["steps"] = model.steps
+        rec.notes = json.loads(json.dumps(sanitize(model.notes), default=str))  # a snapshot
+        rec.schedule = schedule.describe()
+        if timing.error and not timing.latencies_s:
+            rec.fail("failed", timing.error)
+            return rec
+        if not timing.latencies_s:
+            rec.caveats.append("nothing was timed (the schedule ran no timed call)")
+        try:
+            self._fill_measurement(rec, m, reference, ctx)
+            self._fill_caveats(rec, arm)
+            if self.config.count_flops:
+                from bench import flops
+
+                rec.model_size = flops.count(model, ctx.timed[0][0], ctx.timed[1][0]).as_dict()
+            else:
+                rec.model_size = {"params": model.parameter_count(), "method": "not counted"}
+            q_prompts, q_labels, q_seeds = ctx.quality
+            if q_prompts:
+                images = (ctx.reference_images if arm.label == REFERENCE
+                          else self._generate(arm, q_prompts, q_seeds, f"quality {arm.label}"))
+                if self.keep_images:
+                    self.images[arm.label] = images
+                self._fill_quality(rec, ctx.base, images, ctx.reference_images, q_prompts, q_labels)
+                rec.images = self._save_images(arm.label, images)
+                rec.image_prompts = list(q_prompts[:GRID_IMAGES])
+                rec.image_seeds = list(q_seeds[:GRID_IMAGES])
+        except Exception as exc:  # the measurement is kept; the record says what failed
+            rec.fail("failed", f"{type(exc).__name__}: {exc}")
+            rec.traceback = traceback.format_exc()
+            self.log(f"[{arm.label}] failed: {type(exc).__name__}: {exc}")
+        if timing.error:
+            rec.caveats.append(f"stopped early: {timing.error}")
+        return rec
+
+    def _fill_measurement(self, rec: Record, m: _Measured, reference: _Measured | None,
+                          ctx: _Context) -> None:
+        cfg = self.config
+        arm, timing = m.arm, m.timing
+        b = cfg.batch_size
+        rec.timing = timing.as_dict()
+        cold = {"load_s": ctx.load_s, "apply_s": arm.info.get("apply_s"),
+                "first_call_s": timing.first_call_s}
+        cold.update(arm.model.notes.get("cold", {}) if arm.local else arm.info.get("cold", {}))
+        rec.cold = cold
+        if not timing.latencies_s:
+            reason = "nothing was timed"
+            rec.memory = {"peak_mb": None, "reason": reason}
+            rec.energy = {"energy_j": None, "j_per_image": None, "images_per_kwh": None,
+                          "method": "unavailable", "reason": reason}
+            return
+        summary = stats.summarize([t * 1000 for t in timing.latencies_s])
+        st: dict[str, Any] = {
+            "latency_ms": summary.as_dict(),
+            "ms_per_image": summary.median / b,
+            "images_per_s": b / (summary.median / 1000),
+            "step_ms_median": _median_step_ms(timing),
+        }
+        if reference is not None and reference is not m and reference.timing.latencies_s:
+            sp = compare.speedup(self._samples(reference.timing), self._samples(timing))
+            if sp is not None:
+                st["speedup"] = sp.as_dict()
+        rec.stats = st
+        self._fill_decoding(rec, arm.model)
+        if cold.get("training_s") and reference is not None and reference.timing.latencies_s:
+            base_per_img = stats.summarize(reference.timing.latencies_s).median / b
+            saved = base_per_img - summary.median / 1000 / b
+            cold["break_even_images"] = cold["training_s"] / saved if saved > 0 else None
+        if m.result is not None:
+            rec.sampler = m.result.as_dict()
+            rec.series_file = self._save_series(arm.label, m.result, timing)
+            rec.memory = memory_fields(m.result, m.cuda_peak_mb, local=arm.local,
+                                       attributed=m.shared)
+            rec.energy = energy_fields(m.result)
+
+    def _samples(self, timing: Timing) -> compare.Samples:
+        return compare.Samples(latencies_s=timing.latencies_s, batch_size=self.config.batch_size,
+                               rounds=timing.rounds, run_id=self.run_id)
+
+    @staticmethod
+    def _fill_decoding(rec: Record, model: Any) -> None:
+        """Token rates of models that generate tokens, and their decoding counts."""
+        per_image = rec.model.get("tokens_per_image")
+        if per_image and rec.stats:
+            rec.stats["tokens_per_s"] = per_image * rec.stats["images_per_s"]
+        decoding = dict(model.notes.get("decoding") or {})
+        if decoding:
+            rec.decoding = decoding
+            for key in DECODING_STATS:
+                if decoding.get(key) is not None and rec.stats is not None:
+                    rec.stats[key] = decoding[key]
+
+    def _fill_caveats(self, rec: Record, arm: Any) -> None:
+        model = arm.model
+        if not getattr(model, "random_weights", False):
+            return
+        for s in arm.info.get("strategies", []):
+            if getattr(s, "depends_on_activations", False):
+                rec.caveats.append(
+                    f"speedup not representative: {s.spec} decides from the activations, and "
+                    "random weights do not produce a real model's activations"
+                )
+
+    def _fill_quality(self, rec: Record, base, images, reference, prompts, labels) -> None:
+        scored = score_quality(base, images, reference, labels, self._quality_suite(base), prompts)
+        rec.quality = scored["quality"]
+        rec.quality_meta = scored["quality_meta"]
+        rec.quality_details = scored["quality_details"]
+        rec.quality_noise_floor = self._quality_suite(base).noise_floor(len(images))
+
+    def _quality_suite(self, base) -> Any:
+        if self._suite is None:
+            from bench.quality.suite import QualitySuite
+
+            self._suite = QualitySuite(base, self.config.quality, hub=self.config.model.startswith("hf:"),
+                                       use_cache=self.config.use_cache)
+        return self._suite
+
+    def _reference_images(self, base, prompts, seeds) -> Any:
+        from bench import baseline_cache
+
+        if not prompts:
+            return None
+        key = baseline_cache.key(base, prompts, seeds)
+        if self.config.use_cache:
+            cached = baseline_cache.get(key)
+            if cached is not None:
+                self.log("baseline images: from cache")
+                return cached
+        from bench.arms import LocalArm
+
+        self.log(f"baseline images: generating {len(prompts)}")
+        images = self._generate(LocalArm(REFERENCE, base, [], []), prompts, seeds, "baseline images")
+        if self.config.use_cache:
+            baseline_cache.put(key, images)
+        return images
+
+    def _generate(self, arm: Any, prompts, seeds, desc: str) -> Any:
+        from tqdm.auto import tqdm
+
+        batch = self.config.quality_batch_size or self.config.batch_size
+        with tqdm(total=len(prompts), desc=desc, unit="img", disable=not self.show_progress,
+                  leave=False) as bar:
+            return arm.images(prompts, seeds, batch, progress=bar.update)
+
+    def _recheck(self, reference: _Measured) -> dict[str, Any]:
+        """Sequential runs: time the reference again after every stack. If the machine's
+        speed drifted meanwhile (other load, throttling), every speedup is off by as much."""
+        from bench.schedules import Sequential
+
+        self.log("[baseline] timing again to check for drift")
+        again = Sequential().run([reference.arm], self.config.timing)[0]
+        first = stats.summarize(reference.timing.latencies_s).median
+        last = stats.summarize(again.latencies_s).median
+        return {"first_ms": first * 1000, "last_ms": last * 1000, "ratio": last / first,
+                "p_value": stats.mann_whitney_p(reference.timing.latencies_s, again.latencies_s),
+                "latencies_s": again.latencies_s}
+
+    # -- code against code -----------------------------------------------------------------
+    def _run_code_against_code(self, stacks, refused: dict[str, str]) -> RunResult:
+        from bench.arms import WorkerArm
+        from bench.models import load_model
+        from bench.models.base import ModelSpec
+        from bench.schedules import Interleaved
+
+        cfg = self.config
+        current_src = Path(cfg.current_src) if cfg.current_src else default_current_src()
+        t0 = time.perf_counter()
+        base = load_model(ModelSpec(cfg.model, device=cfg.device))  # prompts and scoring
+        load_s = time.perf_counter() - t0
+        if cfg.steps is not None:
+            base.call_args["num_inference_steps"] = cfg.steps
+        timed_prompts, _ = base.prompts(cfg.batch_size)
+        timed_seeds = [cfg.seed + i for i in range(cfg.batch_size)]
+        q_prompts, q_labels = base.prompts(cfg.quality_images)
+        q_seeds = [cfg.seed + i for i in range(cfg.quality_images)]
+        load = machine.start(torch_threads=_torch_threads())
+        arms: list[Any] = []
+        records: dict[tuple[str, str], Record] = {}
+        try:
+            for side, src in (("current", current_src), ("baseline", Path(cfg.baseline_src))):
+                for stack in stacks:
+                    if stack.spec in refused:
+                        records[(side, stack.spec)] = self._record(base.describe(), stack, "unsupported",
+                                                                   refused[stack.spec])
+                        continue
+                    label = f"{side}:{stack.spec}"
+                    self.log(f"[{label}] starting a worker in {src}")
+                    arm = WorkerArm(label, src, side, {
+                        "model": cfg.model, "device": cfg.device, "strategy": stack.spec,
+                        "steps": cfg.steps, "threads": cfg.threads, "prompts": timed_prompts,
+                        "seeds": timed_seeds}, self.out / "workers")
+                    if arm.status != "ok":
+                        self.log(f"[{label}] not applicable: {arm.error}")
+                        records[(side, stack.spec)] = self._record(
+                            {"name": cfg.model}, stack, "unsupported", arm.error)
+                        arm.close()
+                        continue
+                    arms.append(arm)
+            schedule = Interleaved(cfg.block)
+            self.log(f"interleaving {len(arms)} workers: {cfg.timing.min_iterations}+ rounds")
+            ctx = _Context(base=base, load_s=load_s, timed=(timed_prompts, timed_seeds),
+                           quality=(q_prompts, q_labels, q_seeds), reference_images=None, load=load)
+            measured = self._time(schedule, arms, ctx)
+            images: dict[str, Any] = {}
+            for m in measured:
+                if q_prompts and m.timing.latencies_s:
+                    images[m.arm.label] = self._generate(m.arm, q_prompts, q_seeds, f"quality {m.arm.label}")
+        finally:
+            for a in arms:
+                a.close()
+        load = machine.finish(load, _mean_other(ctx.other_cores))
+        result = RunResult(self.out, [], schedule=schedule.describe() | {
+            "reason": "code against code is always interleaved",
+            "sides": {"current": str(current_src), "baseline": str(Path(cfg.baseline_src).resolve())}},
+            load=load.as_dict())
+        for side in ("current", "baseline"):
+            side_measured = [m for m in measured if m.arm.side == side]
+            ref = next((m for m in side_measured if m.arm.spec == REFERENCE), None)
+            ref_images = images.get(ref.arm.label) if ref is not None else None
+            for m in side_measured:
+                records[(side, m.arm.spec)] = self._worker_record(m, ref, ref_images, images, ctx, schedule)
+            target = self.out if side == "current" else result.baseline_dir
+            out_list = result.records if side == "current" else result.baseline_records
+            for stack in stacks:
+                rec = records.get((side, stack.spec))
+                if rec is None:
+                    continue
+                rec.load = load.as_dict()
+                rec.interleave = {"side": side, "src": result.schedule["sides"][side]}
+                out_list.append(self._append(target, rec))
+        result.warnings = self._warnings(load, None)
+        self._write_run_json(result)
+        return result
+
+    def _worker_record(self, m: _Measured, ref: _Measured | None, ref_images, images, ctx,
+                       schedule: Schedule) -> Record:
+        info = m.arm.info
+        rec = self._record(dict(info.get("describe") or {"name": self.config.model}), None, "ok",
+                           None, spec=m.arm.spec, stack_config=info.get("stack"))
+        rec.settings.update(steps=info.get("steps"), dtype=info.get("dtype"))
+        rec.notes = info.get("notes") or {}
+        rec.schedule = schedule.describe()
+        if not m.timing.latencies_s:
+            rec.fail("failed", m.timing.error or "no timed call")
+            return rec
+        rec.timing = m.timing.as_dict()
+        summary = stats.summarize([t * 1000 for t in m.timing.latencies_s])
+        b = self.config.batch_size
+        rec.stats = {"latency_ms": summary.as_dict(), "ms_per_image": summary.median / b,
+                     "images_per_s": b / (summary.median / 1000),
+                     "step_ms_median": _median_step_ms(m.timing)}
+        if ref is not None and ref is not m and ref.timing.latencies_s:
+            sp = compare.speedup(self._samples(ref.timing), self._samples(m.timing))
+            if sp is not None:
+                rec.stats["speedup"] = sp.as_dict()
+        rec.cold = {"load_s": info.get("load_s"), "apply_s": info.get("apply_s"),
+                    "first_call_s": m.timing.first_call_s, **(rec.notes.get("cold") or {})}
+        if m.result is not None:
+            rec.sampler = m.result.as_dict()
+            rec.memory = memory_fields(m.result, None, local=False, attributed=True)
+            rec.energy = energy_fields(m.result)
+        rec.model_size = {"params": (rec.model or {}).get("params"),
+                          "method": "unavailable: FLOPs are counted in this process only"}
+        if m.arm.label in images and ref_images is not None:
+            q_prompts, q_labels, q_seeds = ctx.quality
+            self._fill_quality(rec, ctx.base, images[m.arm.label], ref_images, q_prompts, q_labels)
+            rec.images = self._save_images(m.arm.label, images[m.arm.label])
+            rec.image_prompts = list(q_prompts[:GRID_IMAGES])
+            rec.image_seeds = list(q_seeds[:GRID_IMAGES])
+        return rec
+
+    # -- records and files -----------------------------------------------------------------
+    def _record(self, describe: dict[str, Any], stack, status: str, error: str | None,
+                spec: str | None = None, stack_config: Any = None) -> Record:
+        from bench import environment
+
+        cfg = self.config
+        if self._environment is None:
+            self._environment = environment.capture(cfg.device)
+        describe = dict(describe)
+        if self.fingerprint and "base_fingerprint" not in describe:
+            describe["base_fingerprint"] = self.fingerprint
+        return Record(
+            run_id=self.run_id,
+            model=describe,
+            strategy=spec if spec is not None else stack.spec,
+            status=status,
+            error=error,
+            stack=stack_config if stack_config is not None else (stack.config() if stack else []),
+            settings={
+                "device": cfg.device,
+                "batch_size": cfg.batch_size,
+                "steps": describe.get("call_args", {}).get("num_inference_steps"),
+                "resolution": list(cfg.resolution) if cfg.resolution else None,
+                "quality_images": cfg.quality_images,
+                "seed": cfg.seed,
+            },
+            config=cfg.as_dict(),
+            environment=self._environment,
+        )
+
+    def _append(self, folder: Path, rec: Record) -> dict[str, Any]:
+        from bench import results
+
+        data = rec.to_dict()
+        results.append(folder, data)
+        return data
+
+    def _save_images(self, label: str, images) -> str:
+        from bench.images import save_grid
+
+        path = self.out / "images" / f"{slug(label)}.png"
+        save_grid(images[:GRID_IMAGES], path, ncol=10)
+        return str(path.relative_to(self.out))
+
+    def _save_series(self, label: str, result, timing: Timing) -> str | None:
+        """Write the samples of this stack's own calls (warm-up and timed) as its series."""
+        from bench.samplers import series
+
+        windows = [*timing.warmup_bounds, *timing.bounds]
+        try:
+            own = series.restrict(result, windows)
+            path = series.write(own, self.out / "series" / slug(label),
+                                extra={"run_id": self.run_id, "strategy": label})
+        except Exception as exc:  # the timeline is a nice-to-have; the record is not
+            self.log(f"[{label}] raw series not saved: {type(exc).__name__}: {exc}")
+            return None
+        return str(path.relative_to(self.out))
+
+    def _warnings(self, load: machine.LoadReport, drift: dict[str, Any] | None) -> list[str]:
+        out = []
+        if load.warning:
+            out.append(load.warning)
+        if drift and abs(drift["ratio"] - 1) > 0.05:
+            out.append(
+                f"the baseline took {drift['first_ms']:.0f} ms per call at the start and "
+                f"{drift['last_ms']:.0f} ms at the end ({(drift['ratio'] - 1) * 100:+.0f}%): the "
+                "machine's speed drifted during this sequential run, so speedups are uncertain "
+                "by about as much. Close other work, or let the stacks be interleaved "
+                "(--schedule interleaved)."
+            )
+        return out
+
+    def _write_run_json(self, result: RunResult) -> None:
+        summary = {"run_id": self.run_id, "schedule": result.schedule, "load": result.load,
+                   "baseline_drift": result.drift, "warnings": result.warnings}
+        (self.out / "run.json").write_text(json.dumps(sanitize(summary), indent=1, default=str))
+
+
+@dataclass
+class _Context:
+    base: Any
+    load_s: float
+    timed: tuple[list[str], list[int]]
+    quality: tuple[list[str], list[int], list[int]]
+    reference_images: Any
+    load: machine.LoadReport
+    other_cores: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class _Measured:
+    arm: Any
+    timing: Timing
+    result: Any  # SamplerResult over the arm's own calls, None when nothing was timed
+    cuda_peak_mb: float | None = None
+    #: Timed in alternation with other arms: the sampler's window was shared.
+    shared: bool = False
+
+
+def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] | None,
+                  suite: Any = None, prompts: Sequence[str] = ()) -> dict[str, Any]:
+    """Quality of ``images`` against ``reference`` (the unchanged model's images of the same
+    prompts and seeds): PSNR and SSIM, adherence where the domain has a classifier, and the
+    distribution metrics of ``suite``. Random-weight models keep only the fidelity pair,
+    labelled as numerical deviation. Returns ``quality``, ``quality_meta`` and
+    ``quality_details``."""
+    from bench.quality import adherence, fidelity
+    from bench.quality.base import METRICS
+
+    quality: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    if reference is not None:
+        quality["psnr"] = fidelity.psnr(images, reference)
+        quality["ssim"] = fidelity.ssim(images, reference)
+    if getattr(base, "random_weights", False):
+        reason = ("unavailable: random weights (an architecture model's images mean nothing; "
+                  "PSNR/SSIM here measure numerical deviation from the same model's baseline)")
+        details["fidelity"] = "numerical deviation from the same random-weight model's baseline"
+        details["unavailable"] = {m: reason for m in ("adherence", "fid", "kid", "clip_score")}
+    else:
+        classifier = base.classifier()
+        if classifier is not None and labels is not None:
+            quality["adherence"] = adherence.adherence(classifier, images, labels)
+        if suite is not None:
+            extra, details = suite.score(images, reference, list(prompts))
+            quality.update(extra)
+    return {
+        "quality": quality,
+        "quality_meta": {name: METRICS[name].as_dict() for name in quality if name in METRICS},
+        "quality_details": details,
+    }
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _machine_cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _mean_other(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _model_gpus(model: Any, device: str) -> list[int]:
+    """CUDA ordinals holding any of the model's weights, plus the run's device."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return []
+    found = {dev.index if dev.index is not None else torch.cuda.current_device()}
+    try:
+        for module in model.components().values():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                if tensor.device.type == "cuda":
+                    found.add(tensor.device.index or 0)
+    except Exception:  # noqa: BLE001 - an exotic component: the run's device is still sampled
+        pass
+    return sorted(found)
+
+
+def _median_step_ms(timing: Timing) -> float | None:
+    steps = sorted(d for it in timing.step_times_s for d in it)
+    return steps[len(steps) // 2] * 1000 if steps else None
+
+
+def memory_fields(result: Any, cuda_peak: float | None, local: bool, attributed: bool) -> dict[str, Any]:
+    """Peak memory during this stack's own calls: sampled RSS and, on GPUs, the allocator's
+    (reset before each of its blocks), the device's and the process's views."""
+    summary = result.summary
+    mem: dict[str, Any] = {"peak_rss_mb": summary.get("peak_rss_mb") if local else None}
+    if attributed:
+        mem["rss_hwm_mb"] = None
+        mem["note"] = ("peaks from this stack's own samples; the kernel's high-water mark covers "
+                       "every stack of an interleaved run, so it is not attributed")
+    else:
+        mem["rss_hwm_mb"] = summary.get("rss_hwm_mb") if local else None
+    if not local:
+        mem["reason"] = "measured in a worker process: the sampler watches this process's memory"
+    if cuda_peak is not None:
+        mem["cuda_allocator_peak_mb"] = cuda_peak
+        mem["device_peak_mb"] = summary.get("device_mem_peak_mb")
+        mem["process_device_peak_mb"] = summary.get("process_mem_peak_mb")
+        mem["peak_mb"] = cuda_peak
+    else:
+        mem["peak_mb"] = mem["peak_rss_mb"]
+    return mem
+
+
+def energy_fields(result: Any) -> dict[str, Any]:
+    """Energy of this stack's own timed calls: total, per image, images per kWh, and how it
+    was measured (``unavailable`` with the reason, never zero)."""
+    summary = result.summary
+    if summary.get("energy_j") is None:
+        out: dict[str, Any] = {
+            "energy_j": None, "j_per_image": None, "images_per_kwh": None,
+            "method": "unavailable",
+            "reason": result.missing.get("energy", "this sampler reads no energy"),
+        }
+    else:
+        keys = ("energy_j", "j_per_image", "images_per_kwh", "avg_power_w", "method", "window_s", "images")
+        out = {k: summary.get(k) for k in keys}
+        if summary.get("energy_note"):
+            out["note"] = summary["energy_note"]
+    out["scope"] = summary.get("energy_scope")
+    out["windows"] = summary.get("windows")
+    gpus = summary.get("gpus") or {}
+    if gpus:
+        out["per_device"] = {f"cuda:{k}": g.get("energy") for k, g in gpus.items()}
+        host = summary.get("cpu_energy") or {}
+        if host.get("energy_j") is not None:
+            out["host"] = host
+    return out
+
+
+def run(config: RunConfig, log: Log | None = None, show_progress: bool = True) -> RunResult:
+    """Run ``config`` with the engine and return what it measured."""
+    return Engine(config, log=log, show_progress=show_progress).run()
+
+
+__all__ = ["DECODING_STATS", "GRID_IMAGES", "REFERENCE", "Engine", "EngineError", "RunResult",
+           "energy_fields", "memory_fields", "plan_stacks", "run", "score_quality"]
