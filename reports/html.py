@@ -481,6 +481,10 @@ def render(runs: Sequence[RunData], out_dir: Path, title: str | None = None) -> 
     return html, {"figures": figures, "grids": grids, "entries": len(entries)}
 
 
+class ReportError(ValueError):
+    """Inputs a report cannot be made of; the message says why."""
+
+
 def build_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
                  title: str | None = None) -> Report:
     """Read ``run_dirs`` (run directories or results files) and write one HTML file to ``out``.
@@ -489,6 +493,10 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
     """
     started = time.perf_counter()
     runs = load_runs(list(run_dirs))
+    if not any(e.ok for run in runs for e in run.entries):
+        n = sum(len(run.entries) for run in runs)
+        what = "no records" if not n else f"{n} record(s), none of them ok (all failed or unsupported)"
+        raise ReportError(f"nothing to report in {', '.join(map(str, run_dirs))}: {what}")
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     html, counts = render(runs, out_path.parent, title)
@@ -498,4 +506,4 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
     return Report(out_path, counts["figures"], counts["grids"], counts["entries"], time.perf_counter() - started)
 
 
-__all__ = ["Report", "build_report", "embed_png", "render"]
+__all__ = ["Report", "ReportError", "build_report", "embed_png", "render"]

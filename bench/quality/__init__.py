@@ -1,5 +1,5 @@
-"""Quality metrics: fidelity to the baseline, prompt adherence, and (later) distributions."""
+"""Quality metrics: fidelity to the baseline, prompt adherence, distributions against real images."""
 
-from bench.quality.base import METRICS, Metric, MetricInfo
+from bench.quality.base import METRICS, MetricInfo
 
-__all__ = ["METRICS", "Metric", "MetricInfo"]
+__all__ = ["METRICS", "MetricInfo"]

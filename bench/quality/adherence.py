@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 import torch
 
-from bench.quality.base import METRICS, Metric
-
 
 @torch.no_grad()
 def classify(classifier: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -25,13 +23,3 @@ def adherence(classifier: torch.nn.Module, images: torch.Tensor, labels: Sequenc
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     preds = classify(classifier, images)
     return float((preds == torch.as_tensor(list(labels))).float().mean())
-
-
-class Adherence(Metric):
-    info = METRICS["adherence"]
-
-    def __init__(self, classifier: torch.nn.Module) -> None:
-        self.classifier = classifier
-
-    def compute(self, images, reference=None, labels=None) -> float:
-        return adherence(self.classifier, images, labels)

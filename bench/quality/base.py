@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,17 +17,6 @@ class MetricInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class Metric(ABC):
-    """A quality metric over a batch of images (float NCHW in [0, 1])."""
-
-    info: MetricInfo
-
-    @abstractmethod
-    def compute(self, images: Any, reference: Any = None, labels: Any = None) -> float:
-        """Score ``images``; ``reference`` are the baseline's images of the same prompts and
-        seeds, ``labels`` the classes the prompts asked for."""
 
 
 #: Every metric accelbench can report, by name.

@@ -31,8 +31,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.quality.base import METRICS, Metric
-
 #: KID subset size used when the samples allow it (both samples must hold at least this many).
 DEFAULT_KID_SUBSET_SIZE = 100
 #: KID subsets averaged (torchmetrics' default).
@@ -244,27 +242,3 @@ def fid_kid(
     classifier's features. For many calls against the same real images, build a
     :class:`DistributionScorer` once instead."""
     return classifier_scorer(classifier, real, config).score(images)
-
-
-class FID(Metric):
-    """FID against fixed real images (``reference`` is unused: FID needs no pairing)."""
-
-    info = METRICS["fid"]
-
-    def __init__(self, scorer: DistributionScorer) -> None:
-        self.scorer = scorer
-
-    def compute(self, images, reference=None, labels=None) -> float:
-        return self.scorer.score(images)["fid"]
-
-
-class KID(Metric):
-    """KID (mean over subsets) against fixed real images."""
-
-    info = METRICS["kid"]
-
-    def __init__(self, scorer: DistributionScorer) -> None:
-        self.scorer = scorer
-
-    def compute(self, images, reference=None, labels=None) -> float:
-        return self.scorer.score(images)["kid"]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from bench.quality.base import METRICS, Metric
-
 
 def _check(images: torch.Tensor, reference: torch.Tensor) -> None:
     if images.shape != reference.shape:
@@ -65,17 +63,3 @@ def ssim(images: torch.Tensor, reference: torch.Tensor) -> float:
         return_full_image=True,
     )
     return float(full[..., r:-r, r:-r].mean(dim=(1, 2, 3)).mean())
-
-
-class PSNR(Metric):
-    info = METRICS["psnr"]
-
-    def compute(self, images, reference=None, labels=None) -> float:
-        return psnr(images, reference)
-
-
-class SSIM(Metric):
-    info = METRICS["ssim"]
-
-    def compute(self, images, reference=None, labels=None) -> float:
-        return ssim(images, reference)

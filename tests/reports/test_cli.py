@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
+from bench import results
 from reports import build_report
 from reports.data import read_series
 from tests.support.reports_synthetic import make_run
@@ -80,6 +81,16 @@ def test_cli_report(tmp_path):
     empty.mkdir()
     res = CliRunner().invoke(main, ["report", str(empty)])
     assert res.exit_code == 2 and "no results" in res.output
+    (empty / "results.jsonl").write_text("")  # a run killed before its first record
+    res = CliRunner().invoke(main, ["report", str(empty)])
+    assert res.exit_code == 2 and "nothing to report" in res.output and "no records" in res.output
+    assert not (empty / "report.html").exists()
+    refused = tmp_path / "refused"
+    for r in results.iter_records(run):
+        results.append(refused, {**r, "status": "unsupported", "error": "no"})
+    res = CliRunner().invoke(main, ["report", str(refused)])
+    assert res.exit_code == 2 and "none of them ok" in res.output
+    assert len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(main, ["run", "--help"])
     assert "--no-report" in res.output
 
