@@ -29,7 +29,7 @@ STRATEGIES = (
 def _embedded_models() -> list[str]:
     from bench.models.registry import list_models
 
-    return [info.name for info in list_models()]
+    return [info.name for info in list_models(include_arch=False)]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

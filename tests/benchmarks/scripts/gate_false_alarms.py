@@ -8,13 +8,13 @@ Mann-Whitney p < 0.05) whether the second is a regression:
 
 * **A/A**: the same model, the same code, twice. Every "regression" is a false alarm.
 * **A/B**: the second arm really is ``--slowdown`` (15%) slower: after each real call it
-  spins for 15% of that call's time (:func:`bench.interleave.inject_slowdown`). Every
+  spins for 15% of that call's time (:func:`tests.support.slowdown.inject_slowdown`). Every
   "pass" is a miss.
 
 Both are measured in two measurement modes:
 
 * ``interleaved``: the two arms alternate round by round in one job
-  (:func:`bench.interleave.measure_interleaved`), the mode meant for noisy runners. The
+  (:class:`bench.schedules.Interleaved`), the mode meant for noisy runners. The
   same samples are judged twice: round by round (``interleaved-paired``: Wilcoxon
   signed-rank on per-round log ratios, what the gate does with two arms of one job) and
   unpaired (``interleaved-mwu``: Mann-Whitney U on the raw samples);
@@ -43,42 +43,41 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository: tests.support
+
 
 def _arms(base, slowdown: float | None, batch_size: int):
-    from bench.interleave import LocalArm, inject_slowdown
+    from bench.arms import LocalArm
+    from tests.support.slowdown import inject_slowdown
 
-    a = LocalArm("A", base.clone(), "baseline", batch_size)
+    prompts, _ = base.prompts(batch_size)
+    seeds = list(range(batch_size))
+    a = LocalArm("A", base.clone(), prompts, seeds)
     b_model = base.clone()
     if slowdown:
         inject_slowdown(b_model, slowdown)
-    b = LocalArm("B", b_model, "baseline", batch_size)
+    b = LocalArm("B", b_model, prompts, seeds)
     return a, b
 
 
-def _sequential(arms, rounds: int, warmup: int):
-    from bench.interleave import ArmTiming
+def _timing(rounds: int, warmup: int):
+    from bench.config import TimingConfig
 
-    out = []
-    for arm in arms:
-        t = ArmTiming(warmup_s=arm.warmup(warmup))
-        got = arm.time(rounds)
-        t.latencies_s = got["latencies_s"]
-        out.append(t)
-    return out
+    return TimingConfig(warmup=warmup, min_iterations=rounds, max_iterations=rounds, min_seconds=0)
 
 
 def trial(base, mode: str, slowdown: float | None, args) -> list[dict]:
     """One trial: measure A and B once, return the gate's verdict under each test that
     applies (interleaved: paired rounds and Mann-Whitney on the same samples)."""
     from bench import gate
-    from bench.interleave import measure_interleaved
+    from bench.schedules import Interleaved, Sequential
 
     arms = _arms(base, slowdown, args.batch_size)
     if mode == "interleaved":
-        ta, tb = measure_interleaved(arms, args.rounds, block=1, warmup=args.warmup)
+        ta, tb = Interleaved().run(arms, _timing(args.rounds, args.warmup))
         tests = {"interleaved-paired": "auto", "interleaved-mwu": "mann-whitney"}
     else:
-        ta, tb = _sequential(arms, args.rounds, args.warmup)
+        ta, tb = Sequential().run(arms, _timing(args.rounds, args.warmup))
         tests = {"sequential-mwu": "mann-whitney"}
     job = f"trial-{time.perf_counter_ns()}"
     a = gate.Entry.from_latencies("A", ta.latencies_s, rounds=ta.rounds or None, run_id=job)
