@@ -371,8 +371,9 @@ goes on. Exit status: 0 every job recorded, 1 some failed, 2 a bad sweep file.
 @click.option("--retry-failed", is_flag=True, help="Run the jobs whose record is a failure again.")
 @click.option("--dry-run", is_flag=True, help="Validate and list the jobs; run nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True, help="[ray] Let Ray's own log lines through.")
 def sweep_cmd(sweep_file, example, out_dir, executor, address, workers, threads, timeout,
-              retry_failed, dry_run, quiet) -> None:
+              retry_failed, dry_run, quiet, verbose) -> None:
     """Run a sweep file: models x settings x strategy stacks, each job isolated.
 
     The whole sweep is expanded and validated before any model loads. Records go to
@@ -395,7 +396,8 @@ def sweep_cmd(sweep_file, example, out_dir, executor, address, workers, threads,
     changes = {k: v for k, v in (("workers", workers), ("threads", threads),
                                  ("timeout_s", timeout)) if v is not None}
     spec = dataclasses.replace(spec, **changes)
-    ex = make_executor(executor, workers=spec.workers, threads=spec.threads, address=address)
+    ex = make_executor(executor, workers=spec.workers, threads=spec.threads, address=address,
+                       verbose=verbose)
     try:
         plan = sweeplib.validate(spec, check_devices=ex.checks_devices_locally)
         for warning in plan.warnings:

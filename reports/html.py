@@ -213,8 +213,23 @@ def _speedup_cell(e: Entry) -> Cell:
     sub = f"[{fmt(lo)}, {fmt(hi)}]" if finite(lo) and finite(hi) else ""
     if not e.is_baseline and not sig:
         sub = (sub + " n.s.").strip()
-    title = f"Mann-Whitney U p = {p:.3g}" if p is not None else ""
+    method = str(sp.get("method") or "")
+    test = "Wilcoxon signed-rank on paired rounds" if method.startswith("paired") else "Mann-Whitney U"
+    title = f"{test} p = {p:.3g}; {method}" if p is not None else method
     return Cell(f"{fmt(r)}\u00d7", r, sub=sub, cls=cls, title=title)
+
+
+def _size_cells(e: Entry) -> list[Cell]:
+    size = e.record.get("model_size") or {}
+    params = number(size.get("params") or e.row.get("params"))
+    flops = number(size.get("flops_per_step"))
+    per = size.get("per") or "step"
+    method = str(size.get("method") or "")
+    return [
+        Cell(fmt(params / 1e6) if finite(params) else "-", _sort_value(params / 1e6 if finite(params) else None)),
+        Cell(fmt(flops / 1e9) if finite(flops) else "-", _sort_value(flops / 1e9 if finite(flops) else None),
+             sub=f"per {per}" if finite(flops) else "", title=method),
+    ]
 
 
 # -- table ----------------------------------------------------------------------------------------
@@ -244,9 +259,14 @@ def build_table(entries: Sequence[Entry], runs: Sequence[RunData], metrics: Sequ
         Column("status", numeric=False),
         Column("ms / call", "median latency of one generation call, with its 95% confidence interval"),
         Column("ms / image", "median latency divided by the batch size"),
-        Column("speedup", "baseline median over this median, bootstrap 95% interval; n.s.: not significant (Mann-Whitney U)"),
+        Column("speedup", "how many times faster than the baseline, with its 95% interval; interleaved "
+                          "runs: median of per-round ratios (Wilcoxon signed-rank), else ratio of medians "
+                          "(bootstrap, Mann-Whitney U); n.s.: not significant"),
         Column("images / s"),
-        Column("peak mem MiB", "peak memory during the timed calls: the device allocator on GPUs, process RSS on the CPU"),
+        Column("peak mem MiB", "peak memory during this stack's own timed calls: the device allocator on GPUs, process RSS on the CPU"),
+        Column("params M", "parameters of every component, in millions"),
+        Column("GFLOPs", "billions of floating-point operations of one denoising step (or one decoded token), "
+                         "counted by torch's FLOP counter on one image"),
     ]
     if has_energy:
         cols.append(Column("energy J / image"))
@@ -269,8 +289,10 @@ def build_table(entries: Sequence[Entry], runs: Sequence[RunData], metrics: Sequ
         if multi_run:
             row.append(Cell(e.run.short, e.run.index, title=str(e.run.path)))
         row.append(Cell(e.strategy, e.strategy, cls="name", href=f"#img-{e.key}" if e.images_path else ""))
-        row.append(Cell(e.status, e.status, cls="" if e.ok else "status-" + e.status,
-                        title=e.error or "", sub=plots.short(e.error or "", 60)))
+        caveats = [str(c) for c in e.record.get("caveats") or []]
+        row.append(Cell(e.status + (" \u26a0" if caveats else ""), e.status,
+                        cls="" if e.ok else "status-" + e.status,
+                        title=e.error or "; ".join(caveats), sub=plots.short(e.error or "", 60)))
         lat = number(e.row.get("latency_ms_median"))
         lo, hi = number(e.row.get("latency_ms_ci_low")), number(e.row.get("latency_ms_ci_high"))
         n_it = e.row.get("iterations")
@@ -283,6 +305,7 @@ def build_table(entries: Sequence[Entry], runs: Sequence[RunData], metrics: Sequ
         row.append(Cell(fmt(ips), _sort_value(ips)))
         mem = number(e.row.get("peak_mem_mb"))
         row.append(Cell(fmt(mem), _sort_value(mem)))
+        row += _size_cells(e) if e.ok else [Cell("-"), Cell("-")]
         if has_energy:
             en = e.energy_j_per_image
             method = (e.record.get("energy") or {}).get("method")
@@ -352,6 +375,21 @@ def _overview(entries: Sequence[Entry], joint: Sequence[Entry]) -> list[tuple[st
                                  + (f", {fmt(sp)}\u00d7 the baseline" if finite(sp) else "")))
     if joint:
         facts.append(("Pareto-optimal on all metrics", ", ".join(e.label for e in joint)))
+    schedules = {str((e.record.get("schedule") or {}).get("name")) for e in ok if e.record.get("schedule")}
+    if schedules:
+        words = {"interleaved": "interleaved (rounds, order reversed every round: robust to a "
+                                "machine whose speed changes)",
+                 "sequential": "sequential (each stack on its own: speedups move with the "
+                               "machine's drift)"}
+        facts.append(("timed", "; ".join(words.get(s, s) for s in sorted(schedules))))
+    caveats: list[str] = []
+    for e in entries:
+        for c in e.record.get("caveats") or []:
+            text = f"{e.label}: {c}" if not str(c).startswith("other processes") else str(c)
+            if text not in caveats:
+                caveats.append(text)
+    if caveats:
+        facts.append(("caveats", "; ".join(caveats)))
     missing: dict[str, str] = {}
     for e in ok:
         for name, why in e.unavailable_metrics.items():

@@ -29,7 +29,8 @@ def make_executor(name: str, **options: Any) -> Executor:
         from bench.executors.ray_executor import RayExecutor
 
         return RayExecutor(address=options.get("address"), threads=options.get("threads") or 1,
-                           init_kwargs=options.get("init_kwargs"))
+                           init_kwargs=options.get("init_kwargs"),
+                           verbose=bool(options.get("verbose")))
     raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 

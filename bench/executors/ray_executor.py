@@ -18,8 +18,10 @@ are cached per node unless ``ACCELBENCH_CACHE`` names a folder all nodes share (
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +32,42 @@ from bench.sweep import Job, Plan, SweepError
 
 #: Files of a job's folder bigger than this are not shipped back (bytes).
 MAX_FILE_BYTES = 64 * 2**20
+#: Seconds to wait for a cluster's address to answer before saying it does not.
+CONNECT_TIMEOUT_S = 5.0
+START_A_CLUSTER = ("start one with `ray start --head` (then --address auto), or drop --address "
+                   "to run Ray on this machine")
+
+
+def cluster_address(address: str) -> tuple[str, int]:
+    """The (host, port) behind a user's ``--address``: ``auto`` (the cluster this machine
+    knows of: ``$RAY_ADDRESS`` or the last ``ray start``), ``host:port`` or
+    ``ray://host:port``. Raises :class:`SweepError` in one line when there is none."""
+    target = address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            target = canonicalize_bootstrap_address("auto")
+        except ConnectionError:
+            target = None
+        if not target:
+            raise SweepError(f"--address auto: no running Ray cluster found on this machine; {START_A_CLUSTER}")
+    host, sep, port = target.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise SweepError(f"--address {address!r}: expected auto, host:port or ray://host:port")
+    return host, int(port)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in one line, within ``timeout`` seconds, when nothing answers at ``address``."""
+    host, port = cluster_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise SweepError(f"no Ray cluster answers at {address!r} ({host}:{port}: {why}); "
+                         f"{START_A_CLUSTER}") from None
 
 
 def _ray_job(payload: dict[str, Any], threads: int) -> dict[str, Any]:
@@ -60,15 +98,18 @@ class RayExecutor(Executor):
             (stopped at the end).
         threads: CPUs (and torch threads) per job.
         init_kwargs: more arguments of ``ray.init`` when this executor starts Ray.
+        verbose: let Ray's own log lines through (by default only errors reach the terminal).
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, threads: int = 1,
-                 init_kwargs: dict[str, Any] | None = None, poll_s: float = 0.5) -> None:
+                 init_kwargs: dict[str, Any] | None = None, poll_s: float = 0.5,
+                 verbose: bool = False) -> None:
         if threads < 1:
             raise SweepError(f"threads must be >= 1, got {threads}")
         self.address = address
+        self.verbose = verbose
         self.threads = threads
         self.init_kwargs = init_kwargs or {}
         self.poll_s = poll_s
@@ -91,11 +132,22 @@ class RayExecutor(Executor):
             ) from None
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+            if not self.verbose:
+                os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+            if self.address:
+                check_reachable(self.address)
+            kwargs = {"include_dashboard": False, "log_to_driver": self.verbose,
+                      "logging_level": logging.INFO if self.verbose else logging.ERROR,
+                      **self.init_kwargs}
             if self.address:
                 kwargs.pop("num_cpus", None)
                 kwargs.pop("num_gpus", None)
-            ray.init(address=self.address, **kwargs)
+            try:
+                ray.init(address=self.address, **kwargs)
+            except (ConnectionError, TimeoutError, RuntimeError) as exc:
+                where = f"at {self.address!r}" if self.address else "on this machine"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SweepError(f"cannot start or reach Ray {where}: {first}; {START_A_CLUSTER}") from None
             self._started = True
         return ray
 
