@@ -158,7 +158,7 @@ def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, 
     from bench.engine import Engine, plan_stacks
     from bench.gate import parse_fraction
     from bench.quality.config import DEFAULT_CLIP_BACKBONE, QualityConfig
-    from bench.summary import schedule_line, summary_table
+    from bench.summary import schedule_line, slower_lines, summary_table
     from bench.sweep import parse_resolution
 
     if out_dir is None:
@@ -202,6 +202,8 @@ def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, 
                     log=None if quiet else (lambda m: click.echo(m, err=True))).run()
     click.echo(schedule_line(result.schedule))
     click.echo(summary_table(result.records))
+    for line in slower_lines(result.records):
+        click.echo(line)
     if result.baseline_records:
         click.echo(f"\nbaseline tree ({config.baseline_src}):")
         click.echo(summary_table(result.baseline_records))

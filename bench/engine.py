@@ -672,7 +672,9 @@ class Engine:
 
     def _append(self, folder: Path, rec: Record) -> dict[str, Any]:
         from bench import results
+        from bench.explain import why_slower
 
+        rec.slower_because = why_slower(rec.to_dict())
         data = rec.to_dict()
         results.append(folder, data)
         return data

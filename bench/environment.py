@@ -23,15 +23,33 @@ PACKAGES = (
 )
 
 
-def _cpu_model() -> str:
+#: CPU features that decide what low-precision arithmetic costs (recorded when present).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                "avx512_fp16", "amx_fp16", "amx_int8")
+
+
+def _cpuinfo_field(prefix: str) -> str | None:
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name"):
+                if line.startswith(prefix):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str] | None:
+    """Which of :data:`CPU_FEATURES` this CPU has (None where Linux does not say)."""
+    flags = _cpuinfo_field("flags")
+    if flags is None:
+        return None
+    present = set(flags.split())
+    return [f for f in CPU_FEATURES if f in present]
 
 
 def _git_commit() -> str | None:
@@ -78,6 +96,7 @@ def capture(device: str = "cpu") -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "cpu": _cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "packages": _versions(),

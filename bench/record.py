@@ -44,6 +44,8 @@ class Record:
         decoding: token models' decoding counts (forward passes, acceptance...).
         quality, quality_meta, quality_details, quality_noise_floor: see :mod:`bench.quality`.
         caveats: what makes a figure of this record less than it seems, in words.
+        slower_because: when the stack is significantly slower than the baseline, the likely
+            reasons the record's own facts show (:mod:`bench.explain`).
     """
 
     run_id: str | None
@@ -76,6 +78,7 @@ class Record:
     quality_details: dict[str, Any] | None = None
     quality_noise_floor: dict[str, Any] | None = None
     caveats: list[str] = field(default_factory=list)
+    slower_because: list[str] = field(default_factory=list)
     interleave: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
@@ -98,7 +101,7 @@ class Record:
             value = getattr(self, f.name)
             if value is None and f.name not in ("error", "run_id", "strategy"):
                 continue
-            if f.name == "caveats" and not value:
+            if f.name in ("caveats", "slower_because") and not value:
                 continue
             out[f.name] = value
         return out

@@ -82,6 +82,16 @@ def _with_token_columns(rows: list[tuple], records: list[dict[str, Any]]) -> lis
     return out
 
 
+def slower_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per stack that is significantly slower than the baseline: why, where the run
+    recorded the cause, else that it is slower."""
+    out = []
+    for r in records:
+        for reason in r.get("slower_because") or []:
+            out.append(f"{r['strategy']} is slower: {reason}")
+    return out
+
+
 def schedule_line(schedule: dict[str, Any]) -> str:
     """One line saying how the stacks were timed."""
     name = schedule.get("name", "?")
@@ -94,4 +104,4 @@ def schedule_line(schedule: dict[str, Any]) -> str:
     return text + (f" ({reason})" if reason else "")
 
 
-__all__ = ["schedule_line", "summary_table"]
+__all__ = ["schedule_line", "slower_lines", "summary_table"]

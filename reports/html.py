@@ -382,6 +382,10 @@ def _overview(entries: Sequence[Entry], joint: Sequence[Entry]) -> list[tuple[st
                  "sequential": "sequential (each stack on its own: speedups move with the "
                                "machine's drift)"}
         facts.append(("timed", "; ".join(words.get(s, s) for s in sorted(schedules))))
+    slower = [f"{e.label}: {'; '.join(e.record['slower_because'])}" for e in entries
+              if e.record.get("slower_because")]
+    if slower:
+        facts.append(("why slower", " \u2014 ".join(slower)))
     caveats: list[str] = []
     for e in entries:
         for c in e.record.get("caveats") or []:
