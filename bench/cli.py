@@ -337,6 +337,68 @@ def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, latenc
     sys.exit(verdict.exit_code)
 
 
+EPILOG_MATRIX = """\b
+Examples:
+  accelbench matrix --out runs/matrix
+      every strategy on every tiny architecture model (arch:<family>@tiny), on the CPU
+  accelbench matrix -m arch:sdxl@tiny -m arch:flux@tiny -s deepcache -s fbcache --out runs/m
+  accelbench matrix -m arch:sdxl -m arch:flux --device cuda --out runs/matrix-gpu
+  accelbench matrix --out docs/matrix --readme README.md   (refresh the README's table)
+
+Exit status: 0 no cell failed, 1 some cell failed, 2 bad input.
+"""
+
+
+@main.command("matrix", epilog=EPILOG_MATRIX)
+@click.option("-m", "--model", "models", multiple=True,
+              help="Model (repeatable; default: every arch:<family>@tiny).")
+@click.option("-s", "--strategy", "strategies", multiple=True,
+              help="Stack (repeatable; default: every strategy with its defaults, plus "
+                   "bf16+compile and quant+compile).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for matrix.json, matrix.md and one run directory per model.")
+@click.option("-d", "--device", default="cpu", show_default=True, help="cpu, cuda...")
+@click.option("-n", "--iterations", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Timed calls per stack (interleaved rounds).")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Untimed calls per stack first (compile happens here).")
+@click.option("-q", "--quality-images", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Images per stack for PSNR against the baseline.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads.")
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Also write the table into this README between its matrix markers.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def matrix_cmd(models, strategies, out_dir, device, iterations, warmup, quality_images, threads,
+               readme, quiet) -> None:
+    """Run every strategy on every architecture model: ok (speedup, PSNR), n/a (why), FAILED.
+
+    Architecture models are the real pipeline classes with random weights, so speedups are
+    real and PSNR is a numerical deviation; strategies that decide from the activations
+    (adaptive caching) are marked as not representative there.
+    """
+    from bench import matrix
+    from bench.engine import plan_stacks
+
+    models = list(models) or matrix.default_models()
+    stacks = list(strategies) or matrix.default_strategies()
+    plan_stacks(stacks, device)  # bad specs fail before anything loads
+    for m in models:
+        from bench.models.registry import get_model_info
+
+        get_model_info(m)
+    log = None if quiet else (lambda msg: click.echo(msg, err=True))
+    cells = matrix.run_matrix(models, stacks, out_dir, device=device, iterations=iterations,
+                              warmup=warmup, quality_images=quality_images, threads=threads,
+                              log=log, show_progress=not quiet)
+    click.echo(matrix.markdown(cells))
+    click.echo(f"matrix: {out_dir / 'matrix.json'}, {out_dir / 'matrix.md'}")
+    if readme:
+        command = "accelbench " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["matrix"] else "accelbench matrix"
+        matrix.update_readme(readme, cells, command)
+        click.echo(f"table written into {readme}")
+    sys.exit(1 if any(c.status == "failed" for c in cells) else 0)
+
+
 EPILOG_SWEEP = """\b
 Examples:
   accelbench sweep --example > sweep.toml      a commented sweep file to start from

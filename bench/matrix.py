@@ -1,0 +1,204 @@
+"""The strategy x architecture compatibility matrix: does technique X work on architecture Y,
+and what does it buy there?
+
+Every strategy (default parameters) and a few obvious stacks run on every architecture model
+through the engine, one run per model (all its stacks interleaved). Each cell is ``ok`` (with
+the speedup over the same model's baseline and the PSNR against it, a numerical deviation on
+random weights), ``unsupported`` (the strategy's own reason) or ``failed`` (the error). The
+result is ``matrix.json``, ``matrix.md`` (the table, then every reason) and one run
+directory per model (``accelbench report DIR/*/`` draws them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.formats import number, sanitize, slug
+
+#: Stacks measured besides every strategy on its own.
+EXTRA_STACKS = ("bf16+compile", "quant+compile")
+SCHEMA = "accelbench.matrix/1"
+README_START = "<!-- matrix:start -->"
+README_END = "<!-- matrix:end -->"
+
+
+@dataclass
+class Cell:
+    """One (model, stack) outcome."""
+
+    model: str
+    strategy: str
+    status: str
+    speedup: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    significant: bool | None = None
+    psnr: float | None = None
+    reason: str | None = None
+    caveats: tuple[str, ...] = ()
+
+    def short(self) -> str:
+        """The table's text: ``1.93x, 31 dB``, ``n/a`` or ``FAILED``."""
+        if self.status == "ok":
+            sp = "-" if self.speedup is None else f"{self.speedup:.2f}x" + ("" if self.significant else " n.s.")
+            db = "" if self.psnr is None else (", exact" if math.isinf(self.psnr) else f", {self.psnr:.0f} dB")
+            return sp + db + (" \u2020" if self.caveats else "")
+        return "n/a" if self.status == "unsupported" else "FAILED"
+
+
+def default_models() -> list[str]:
+    """Every ``arch:`` family's tiny variant."""
+    from bench.models import arch
+
+    return [n for n in arch.names() if n.endswith(arch.TINY_SUFFIX)]
+
+
+def default_strategies() -> list[str]:
+    """Every registered strategy with its default parameters, then :data:`EXTRA_STACKS`."""
+    from strategies.registry import names
+
+    return [n for n in names() if n != "baseline"] + list(EXTRA_STACKS)
+
+
+def _cells_from_records(model: str, records: list[dict[str, Any]]) -> list[Cell]:
+    cells = []
+    for r in records:
+        if r["strategy"] == "baseline":
+            continue
+        sp = (r.get("stats") or {}).get("speedup") or {}
+        quality = r.get("quality") or {}
+        cells.append(Cell(
+            model=model, strategy=r["strategy"], status=r["status"],
+            speedup=number(sp.get("ratio")), ci_low=number(sp.get("ci_low")),
+            ci_high=number(sp.get("ci_high")), significant=sp.get("significant"),
+            psnr=number(quality.get("psnr")), reason=r.get("error"),
+            caveats=tuple(r.get("caveats") or ()),
+        ))
+    return cells
+
+
+def refused_cells(model: str, stacks: Sequence[str], message: str) -> list[Cell]:
+    """Cells of a model whose every stack the engine refused (its message lists them)."""
+    from strategies import parse_stack
+
+    reasons = dict(re.findall(r"^ +(\S.*?): (.*)$", message, flags=re.M))
+    out = []
+    for spec in stacks:
+        canonical = parse_stack(spec).spec
+        out.append(Cell(model, canonical, "unsupported", reason=reasons.get(canonical, message)))
+    return out
+
+
+def run_matrix(models: Sequence[str], stacks: Sequence[str], out_dir: Path, *, device: str = "cpu",
+               iterations: int = 5, warmup: int = 1, quality_images: int = 2,
+               threads: int | None = None, log: Callable[[str], None] | None = None,
+               show_progress: bool = True) -> list[Cell]:
+    """Measure ``stacks`` on each of ``models`` and write the matrix to ``out_dir``."""
+    from bench.config import RunConfig, TimingConfig
+    from bench.engine import Engine, EngineError
+    from bench.quality.config import QualityConfig
+
+    log = log or (lambda msg: None)
+    out_dir = Path(out_dir)
+    cells: list[Cell] = []
+    started = time.perf_counter()
+    for model in models:
+        log(f"== {model}: {len(stacks)} stacks")
+        config = RunConfig(
+            model=model, strategies=("baseline", *stacks), device=device, batch_size=1,
+            timing=TimingConfig(warmup=warmup, min_iterations=iterations, min_seconds=0,
+                                max_iterations=iterations),
+            quality_images=quality_images, out_dir=out_dir / slug(model), threads=threads,
+            quality=QualityConfig(noise_floor_seeds=0, distribution_metrics=False),
+            count_flops=False,
+        )
+        t0 = time.perf_counter()
+        try:
+            result = Engine(config, log=log, show_progress=show_progress).run()
+            cells += _cells_from_records(model, result.records)
+        except EngineError as exc:
+            cells += refused_cells(model, stacks, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a model that cannot run fails its row, not the matrix
+            error = f"{type(exc).__name__}: {exc}"
+            cells += [Cell(model, s, "failed", reason=error) for s in stacks]
+        log(f"   {model}: {time.perf_counter() - t0:.0f} s")
+    write(cells, out_dir, {"models": list(models), "stacks": list(stacks), "device": device,
+                           "iterations": iterations, "seconds": time.perf_counter() - started})
+    return cells
+
+
+def write(cells: Sequence[Cell], out_dir: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
+    """``matrix.json`` and ``matrix.md`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"schema": SCHEMA, **meta, "cells": [asdict(c) for c in cells]}
+    json_path = out_dir / "matrix.json"
+    json_path.write_text(json.dumps(sanitize(doc), indent=1) + "\n", encoding="utf-8")
+    md_path = out_dir / "matrix.md"
+    md_path.write_text(markdown(cells, reasons=True), encoding="utf-8")
+    return json_path, md_path
+
+
+def read(path: Path) -> list[Cell]:
+    """The cells of a ``matrix.json``."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not an accelbench matrix ({doc.get('schema')!r})")
+    out = []
+    for c in doc["cells"]:
+        c = dict(c)
+        for key in ("speedup", "ci_low", "ci_high", "psnr"):
+            c[key] = number(c.get(key))
+        c["caveats"] = tuple(c.get("caveats") or ())
+        out.append(Cell(**c))
+    return out
+
+
+def markdown(cells: Sequence[Cell], reasons: bool = False) -> str:
+    """A Markdown table, strategies down, models across; with ``reasons``, every
+    ``unsupported`` and ``failed`` cell's reason below it."""
+    models = list(dict.fromkeys(c.model for c in cells))
+    stacks = list(dict.fromkeys(c.strategy for c in cells))
+    by = {(c.model, c.strategy): c for c in cells}
+    short = [m.removeprefix("arch:") for m in models]
+    lines = ["| strategy | " + " | ".join(short) + " |", "|---|" + "---|" * len(models)]
+    for s in stacks:
+        row = [by[(m, s)].short() if (m, s) in by else "" for m in models]
+        lines.append(f"| `{s}` | " + " | ".join(row) + " |")
+    counts = {k: sum(c.status == k for c in cells) for k in ("ok", "unsupported", "failed")}
+    lines += ["", f"{counts['ok']} ok, {counts['unsupported']} not applicable (n/a), "
+                  f"{counts['failed']} failed. Speedup over the same model's baseline (n.s.: not "
+                  "significant), PSNR against its images (random weights: numerical deviation; "
+                  "exact: identical output). \u2020: speedup not representative on random weights."]
+    if reasons:
+        lines += ["", "## Why not", ""]
+        for c in cells:
+            if c.status != "ok":
+                lines.append(f"- `{c.strategy}` on {c.model.removeprefix('arch:')}: {c.status}: {c.reason}")
+        notes = [c for c in cells if c.caveats]
+        if notes:
+            lines += ["", "## Caveats", ""]
+            lines += [f"- `{c.strategy}` on {c.model.removeprefix('arch:')}: {'; '.join(c.caveats)}"
+                      for c in notes]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, cells: Sequence[Cell], command: str) -> None:
+    """Replace the table between the README's matrix markers."""
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} block to replace")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    block = f"{README_START}\n<!-- regenerated by: {command} -->\n\n{markdown(cells)}\n{README_END}"
+    readme.write_text(head + block + tail, encoding="utf-8")
+
+
+__all__ = ["EXTRA_STACKS", "Cell", "default_models", "default_strategies", "markdown", "read", "refused_cells",
+           "run_matrix", "update_readme", "write"]

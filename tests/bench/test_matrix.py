@@ -1,0 +1,53 @@
+"""The compatibility matrix: cells from the engine's records, Markdown, the README block."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import matrix
+from bench.matrix import Cell
+
+
+def test_a_small_matrix_through_the_engine(tmp_path):
+    cells = matrix.run_matrix(["arch:sd15@tiny"], ["steps:n=1", "speculative"], tmp_path,
+                              iterations=2, warmup=0, quality_images=1, threads=1,
+                              show_progress=False)
+    by = {c.strategy: c for c in cells}
+    assert set(by) == {"steps:n=1", "speculative"}
+    assert by["steps:n=1"].status == "ok" and by["steps:n=1"].speedup > 0
+    assert by["steps:n=1"].psnr is not None
+    assert by["speculative"].status == "unsupported" and "autoregressive" in by["speculative"].reason
+    assert matrix.read(tmp_path / "matrix.json") == cells
+    assert "| `steps:n=1` |" in (tmp_path / "matrix.md").read_text()
+    assert (tmp_path / "arch_sd15-tiny" / "results.jsonl").exists()
+
+
+def test_markdown_and_readme_block(tmp_path):
+    cells = [Cell("arch:a", "x", "ok", speedup=2.0, significant=True, psnr=math.inf),
+             Cell("arch:b", "x", "unsupported", reason="no"),
+             Cell("arch:a", "y", "failed", reason="boom"),
+             Cell("arch:b", "y", "ok", speedup=0.9, significant=False, psnr=30.2, caveats=("c",))]
+    md = matrix.markdown(cells, reasons=True)
+    assert "| `x` | 2.00x, exact | n/a |" in md
+    assert "| `y` | FAILED | 0.90x n.s., 30 dB \u2020 |" in md
+    assert "- `x` on b: unsupported: no" in md and "- `y` on a: failed: boom" in md
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{matrix.README_START}\nold\n{matrix.README_END}\nrest\n")
+    matrix.update_readme(readme, cells, "accelbench matrix --out m")
+    text = readme.read_text()
+    assert "old" not in text and "| `x` | 2.00x, exact | n/a |" in text
+    assert text.startswith("intro\n") and text.endswith("rest\n")
+    other = tmp_path / "other.md"
+    other.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="no .* block"):
+        matrix.update_readme(other, cells, "x")
+
+
+def test_every_engine_refusal_becomes_a_cell():
+    message = ("no requested stack can run on arch:a:\n  speculative: not autoregressive\n"
+               "  steps:n=2: no steps")
+    cells = matrix.refused_cells("arch:a", ["speculative", "steps:n=2"], message)
+    assert [(c.status, c.reason) for c in cells] == [("unsupported", "not autoregressive"),
+                                                      ("unsupported", "no steps")]
