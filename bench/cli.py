@@ -399,6 +399,90 @@ def matrix_cmd(models, strategies, out_dir, device, iterations, warmup, quality_
     sys.exit(1 if any(c.status == "failed" for c in cells) else 0)
 
 
+EPILOG_TUNE = """\b
+Examples:
+  accelbench tune --constraint "adherence>=0.97" --constraint "fid<=floor" --budget 30m
+      the fastest stack of digits-unet whose adherence and FID stay within the baseline's
+  accelbench tune --model digits-dit --objective energy --constraint "psnr>=30" --budget 1h
+  accelbench tune --budget 20m                     (no constraint: the Pareto front)
+  accelbench tune --executor ray --address auto --storage postgresql://db/optuna ...
+
+\b
+Constraints: METRIC>=VALUE or METRIC<=VALUE on a quality metric (psnr, ssim, adherence,
+fid, kid, lpips, clip_score). VALUE "floor" means within the baseline's noise band: the
+baseline's value measured the same way, minus (adherence) or plus (fid, kid) two standard
+deviations of what real images score at that number of images.
+
+Run the same command again to continue the search (the study lives in OUT/study.db).
+"""
+
+
+@main.command("tune", epilog=EPILOG_TUNE)
+@click.option("-m", "--model", default="digits-unet", show_default=True, help="Model to tune.")
+@click.option("-c", "--constraint", "constraints", multiple=True,
+              help="Quality floor (repeatable): adherence>=0.97, fid<=floor, psnr>=30.")
+@click.option("--objective", type=click.Choice(["latency", "energy", "memory"]), default="latency",
+              show_default=True, help="What to minimise, per image.")
+@click.option("--budget", default="30m", show_default=True,
+              help="Wall time of this invocation: 30m, 1h, 900s.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Tune folder (default: runs/tune-<model>).")
+@click.option("--storage", default=None,
+              help="Optuna storage URL for the study (default: sqlite in the tune folder).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where trials run: processes here, or Ray tasks.")
+@click.option("--address", default=None, help="[ray] Cluster address (auto, host:6379, ray://host:10001).")
+@click.option("-j", "--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Trials at once.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads per trial.")
+@click.option("-d", "--device", default="cpu", show_default=True)
+@click.option("-b", "--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("-s", "--strategy", "strategies", multiple=True,
+              help="Search only these strategies (repeatable; default: every registered one).")
+@click.option("--allow-training", is_flag=True,
+              help="Let strategies that train join (each configuration trains once; cached).")
+@click.option("--trials", "max_trials", type=click.IntRange(min=1), default=None,
+              help="Stop after this many trials in the study.")
+@click.option("--promote", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Candidates measured in full at the end.")
+@click.option("--cheap-images", default=64, show_default=True, type=click.IntRange(min=2),
+              help="Quality images of each trial.")
+@click.option("--full-images", default=200, show_default=True, type=click.IntRange(min=2),
+              help="Quality images of the final measurement.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def tune_cmd(model, constraints, objective, budget, out_dir, storage, executor, address, workers,
+             threads, device, batch_size, strategies, allow_training, max_trials, promote,
+             cheap_images, full_images, quiet) -> None:
+    """Search strategy stacks for the fastest (or leanest) one above quality floors.
+
+    Every trial is measured cheaply (a few calls interleaved with the baseline, a few quality
+    images); the best candidates are then measured in full, interleaved together, and that
+    measurement is the answer. Exit status: 0 found one, 1 nothing met the constraints,
+    2 bad input.
+    """
+    from bench import tune
+    from bench.summary import tune_summary
+
+    if out_dir is None:
+        out_dir = Path("runs") / f"tune-{model.replace(':', '-').replace('/', '-').replace('@', '-')}"
+    config = tune.TuneConfig(
+        model=model, constraints=tuple(tune.Constraint.parse(c) for c in constraints),
+        objective=objective, budget_s=tune.parse_budget(budget), out_dir=out_dir, storage=storage,
+        executor="ray" if address else executor, address=address, workers=workers,
+        threads=threads, device=device, batch_size=batch_size, allow_training=allow_training,
+        strategies=tuple(strategies) or None, max_trials=max_trials, promote=promote,
+        cheap_quality_images=cheap_images, full_quality_images=full_images,
+    )
+    for s in config.strategies or ():
+        from strategies.registry import get_strategy
+
+        get_strategy(s)
+    result = tune.run(config, log=None if quiet else (lambda m: click.echo(m, err=True)))
+    click.echo(tune_summary(result.as_dict()))
+    click.echo(f"\ntune folder: {out_dir}   (study {config.study_name}; run the same command to continue)")
+    sys.exit(0 if result.best or not config.constraints else 1)
+
+
 EPILOG_SWEEP = """\b
 Examples:
   accelbench sweep --example > sweep.toml      a commented sweep file to start from

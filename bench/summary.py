@@ -104,4 +104,35 @@ def schedule_line(schedule: dict[str, Any]) -> str:
     return text + (f" ({reason})" if reason else "")
 
 
-__all__ = ["schedule_line", "slower_lines", "summary_table"]
+def tune_summary(tune: dict[str, Any]) -> str:
+    """What a search found: the trials, the full measurement of the candidates, the answer."""
+    trials = tune.get("trials") or []
+    done = [t for t in trials if t["state"] == "complete"]
+    lines = [f"{len(trials)} trials ({len(done)} measured, "
+             f"{sum(t['state'] == 'pruned' for t in trials)} rejected as incompatible, "
+             f"{sum(t['state'] == 'fail' for t in trials)} failed) in {tune.get('seconds', 0) / 60:.1f} min"]
+    rows = [("candidate (measured in full)", "speedup [95% CI]", "quality", "meets", "training s")]
+    for r in tune.get("candidates") or []:
+        q = ", ".join(f"{k} {fmt(v, '.3g')}" for k, v in sorted(r["quality"].items()) if k in ("psnr", "adherence", "fid", "ssim"))
+        sp = f"{fmt(r['speedup'], '.2f')}x [{fmt(r['ci_low'], '.2f')}-{fmt(r['ci_high'], '.2f')}]"
+        rows.append((r["stack"], sp, q, "yes" if r["feasible"] else "no", fmt(r.get("training_s"), ".0f")))
+    if len(rows) > 1:
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+        for k, row in enumerate(rows):
+            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+            if k == 0:
+                lines.append("  ".join("-" * w for w in widths))
+    best = tune.get("best")
+    constraints = (tune.get("config") or {}).get("constraints") or []
+    if best:
+        lines.append(f"\nbest under {', '.join(constraints)}: {best['stack']}: "
+                     f"{fmt(best['speedup'], '.2f')}x [{fmt(best['ci_low'], '.2f')}-{fmt(best['ci_high'], '.2f')}]")
+    elif constraints:
+        lines.append(f"\nno candidate met {', '.join(constraints)} in the full measurement")
+    else:
+        lines.append("\nPareto front (objective and quality): "
+                     + ", ".join(r["stack"] for r in tune.get("front") or []))
+    return "\n".join(lines)
+
+
+__all__ = ["schedule_line", "slower_lines", "summary_table", "tune_summary"]

@@ -34,9 +34,15 @@ def param(
     low: float | None = None,
     high: float | None = None,
     choices: tuple[Any, ...] | None = None,
+    search: bool = True,
 ) -> Any:
-    """A documented, range-checked config field (use as a dataclass field default)."""
-    metadata = {"help": help, "low": low, "high": high, "choices": choices}
+    """A documented, range-checked config field (use as a dataclass field default).
+
+    ``low``/``high`` or ``choices`` say what is allowed; ``accelbench tune`` searches every
+    field within them unless ``search=False`` (a setup knob the search keeps at its default,
+    such as a training's step count: each value would mean a new training).
+    """
+    metadata = {"help": help, "low": low, "high": high, "choices": choices, "search": search}
     return field(default=default, metadata=metadata)
 
 
@@ -169,6 +175,15 @@ class Strategy(ABC):
         exclusive_group: strategies sharing a group cannot be stacked together
             (two precisions, two schedulers...).
         trains: True for strategies that train (their cost is reported apart).
+        depends_on_activations: True for strategies whose speedup depends on the values the
+            model computes, not only on its architecture and the configuration: adaptive
+            skipping that decides from the activations at run time (First Block Cache's
+            residual threshold) or accepts work depending on what the model predicts
+            (speculative decoding's acceptance). On a random-weight architecture model
+            (``model.random_weights``) such a speedup is not representative of the real
+            model, and the measurement engine marks its records so. Strategies on a fixed
+            schedule (every ``interval``-th step, a fixed number of merged tokens) keep the
+            default, False: their work saved is the same for any weights.
     """
 
     name: ClassVar[str]
@@ -177,6 +192,7 @@ class Strategy(ABC):
     stage: ClassVar[int] = 50
     exclusive_group: ClassVar[str | None] = None
     trains: ClassVar[bool] = False
+    depends_on_activations: ClassVar[bool] = False
 
     # Stage constants, so modules agree on the order.
     STAGE_ARCHITECTURE: ClassVar[int] = 10

@@ -1,0 +1,530 @@
+"""``accelbench tune``: the fastest (or leanest) stack of a model above a quality floor.
+
+The search space comes from the strategy registry (:mod:`bench.search_space`); Optuna searches
+it. With constraints, a constrained single-objective search (TPE with Optuna's constraint
+handling); without, a multi-objective one (NSGA-II over the objective and the model's quality
+metrics) whose answer is the Pareto front.
+
+Cheap first, expensive for the promising:
+
+1. **Every trial** is one sweep job (:mod:`bench.sweep`) run by the sweep executors (local
+   processes, or Ray tasks with ``--executor ray``): the trial's stack interleaved with the
+   baseline in one process, a few timed calls, a few quality images. Its objective is
+   relative to the baseline it was timed against (the speedup's inverse for latency), so the
+   machine's drift between trials does not move it.
+2. **The best candidates** (the best feasible trials, or the Pareto front) are then measured
+   together, with the baseline, in one full interleaved engine run (more calls, the full
+   quality images), and the constraints are checked again on those figures. That run is the
+   answer, with each speedup's interval.
+
+The study lives in the output folder (``study.db``, SQLite) unless ``--storage`` names another
+Optuna storage (for many machines); run the same command again to continue it: finished
+trials are kept (and their jobs are not measured again), a trial cut by a kill is marked
+failed. Training strategies join only with ``--allow-training``; their one-off cost is kept
+with each trial and shown beside it.
+
+Constraints: ``metric>=value`` or ``metric<=value`` on a quality metric (``adherence>=0.97``,
+``psnr>=30``, ``fid<=3``), where ``floor`` as the value means "within the baseline's noise
+band": the baseline's value measured in the same way, plus (for lower-is-better metrics) or
+minus two standard deviations of the noise floor at the same number of images.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.formats import number, sanitize
+
+OBJECTIVES = ("latency", "energy", "memory")
+#: Noise-floor standard deviations that make "within the band".
+FLOOR_SIGMAS = 2.0
+#: Share of the budget kept for the full measurement of the candidates.
+FULL_SHARE = 0.3
+LOCK_FILE = ".tune.lock"
+TUNE_FILE = "tune.json"
+SCHEMA = "accelbench.tune/1"
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(>=|<=)\s*(floor|[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*$")
+#: Worse than anything a metric can score, for trials that did not measure it.
+_WORST = 1e12
+
+
+class TuneError(ValueError):
+    """A search that cannot run as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric >= value`` or ``metric <= value``; ``value`` None means the noise floor."""
+
+    metric: str
+    op: str
+    value: float | None
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        """Parse ``adherence>=0.97``, ``psnr>=30`` or ``fid<=floor``."""
+        from bench.quality.base import METRICS
+
+        m = _CONSTRAINT.match(text)
+        if not m:
+            raise TuneError(f"bad constraint {text!r}: write metric>=value or metric<=value, e.g. "
+                            "adherence>=0.97, psnr>=30, fid<=floor")
+        metric, op, value = m.groups()
+        if metric not in METRICS:
+            close = difflib.get_close_matches(metric, METRICS, n=2, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise TuneError(f"constraint {text!r}: unknown metric {metric!r}{hint} "
+                            f"(metrics: {', '.join(METRICS)})")
+        if value == "floor" and metric not in ("fid", "kid", "adherence"):
+            raise TuneError(f"constraint {text!r}: 'floor' is the noise band of a distribution "
+                            "metric (fid, kid) or adherence; give a number for "
+                            f"{metric}")
+        higher = METRICS[metric].higher_is_better
+        if value == "floor" and (op == ">=") != higher:
+            need = ">=" if higher else "<="
+            raise TuneError(f"constraint {text!r}: {metric} is {'higher' if higher else 'lower'}-is-"
+                            f"better, so a floor bounds it with {need}: {metric}{need}floor")
+        return cls(metric, op, None if value == "floor" else float(value), text.strip())
+
+    def bound(self, baseline: dict[str, Any] | None) -> float | None:
+        """The numeric bound; for ``floor``, from the baseline record measured the same way."""
+        if self.value is not None:
+            return self.value
+        if not baseline:
+            return None
+        base = number((baseline.get("quality") or {}).get(self.metric))
+        floor = ((baseline.get("quality_noise_floor") or {}).get(self.metric) or {})
+        std = number(floor.get("std"))
+        if base is None or std is None:
+            return None
+        return base + FLOOR_SIGMAS * std if self.op == "<=" else base - FLOOR_SIGMAS * std
+
+    def violation(self, value: float | None, bound: float | None) -> float:
+        """How far ``value`` is on the wrong side of ``bound`` (<= 0: satisfied)."""
+        if value is None or bound is None or math.isnan(value):
+            return _WORST
+        return (bound - value) if self.op == ">=" else (value - bound)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """One search.
+
+    Attributes:
+        model: what to tune.
+        constraints: quality floors (empty: multi-objective).
+        objective: ``latency``, ``energy`` or ``memory`` (per image).
+        budget_s: wall seconds this invocation may spend.
+        out_dir: the tune folder (a sweep folder of trials, ``final/``, ``tune.json``).
+        storage: an Optuna storage URL (None: SQLite in ``out_dir``).
+        executor, address, workers, threads: where trials run (see :mod:`bench.executors`).
+        device, batch_size: the generation settings.
+        allow_training: let training strategies join the search.
+        strategies: only these strategies (None: every registered one).
+        max_trials: stop after this many finished trials in the study.
+        promote: candidates measured in full.
+        cheap_iterations, cheap_quality_images: each trial's measurement.
+        full_iterations, full_quality_images: the candidates' measurement.
+        seed: the sampler's seed.
+    """
+
+    model: str
+    constraints: tuple[Constraint, ...] = ()
+    objective: str = "latency"
+    budget_s: float = 1800.0
+    out_dir: Path = Path("runs/tune")
+    storage: str | None = None
+    executor: str = "local"
+    address: str | None = None
+    workers: int = 1
+    threads: int | None = None
+    device: str = "cpu"
+    batch_size: int = 8
+    allow_training: bool = False
+    strategies: tuple[str, ...] | None = None
+    max_trials: int | None = None
+    promote: int = 3
+    cheap_iterations: int = 6
+    cheap_quality_images: int = 64
+    full_iterations: int = 10
+    full_quality_images: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise TuneError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.budget_s <= 0:
+            raise TuneError(f"budget must be positive, got {self.budget_s} s")
+        for name in ("workers", "promote", "cheap_iterations", "full_iterations"):
+            if getattr(self, name) < 1:
+                raise TuneError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def study_name(self) -> str:
+        """The same command names the same study (so it resumes)."""
+        key = json.dumps({"model": self.model, "objective": self.objective, "device": self.device,
+                          "batch": self.batch_size, "constraints": [c.text for c in self.constraints],
+                          "training": self.allow_training, "only": self.strategies}, sort_keys=True)
+        return f"tune-{self.model}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        data["constraints"] = [c.text for c in self.constraints]
+        return data
+
+
+@dataclass
+class Trial:
+    """One finished (or rejected) trial."""
+
+    number: int
+    stack: str
+    state: str
+    objective: float | None = None
+    values: list[float] = field(default_factory=list)
+    quality: dict[str, float] = field(default_factory=dict)
+    feasible: bool | None = None
+    speedup: float | None = None
+    training_s: float | None = None
+    job_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class TuneResult:
+    """What a search found."""
+
+    config: TuneConfig
+    trials: list[Trial]
+    candidates: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    front: list[dict[str, Any]]
+    seconds: float
+    space: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return sanitize({
+            "schema": SCHEMA, "config": self.config.as_dict(), "seconds": self.seconds,
+            "space": self.space, "trials": [asdict(t) for t in self.trials],
+            "candidates": self.candidates, "best": self.best, "front": self.front,
+            "final_run": "final" if self.candidates else None,
+        })
+
+
+def parse_budget(text: str) -> float:
+    """``30m``, ``1h``, ``90s`` or plain seconds -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise TuneError(f"bad budget {text!r}: write 30m, 1h, 90s or seconds")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+class Tuner:
+    """Runs one :class:`TuneConfig` (see the module docstring)."""
+
+    def __init__(self, config: TuneConfig, log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.log = log or (lambda msg: None)
+        self.out = Path(config.out_dir)
+        self.started = time.perf_counter()
+        self.baseline: dict[str, Any] | None = None
+
+    # -- the search ------------------------------------------------------------------------
+    def run(self) -> TuneResult:
+        import fcntl
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.out / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            raise TuneError(f"another accelbench tune is running in {self.out}") from None
+        try:
+            return self._run()
+        finally:
+            os.close(lock)
+
+    def _run(self) -> TuneResult:
+        from bench import search_space
+        from bench.models import load_model
+        from bench.models.base import ModelSpec
+
+        cfg = self.config
+        model = load_model(ModelSpec(cfg.model, device=cfg.device))
+        space = search_space.derive(model, allow_training=cfg.allow_training, only=cfg.strategies)
+        if not space.strategies:
+            raise TuneError(f"no strategy can apply to {cfg.model}: "
+                            + "; ".join(f"{k}: {v}" for k, v in space.excluded.items()))
+        self.log(f"search space for {cfg.model}: {search_space.size(space)}")
+        study = self._study()
+        for t in study.get_trials(deepcopy=False):
+            if t.state.name == "RUNNING":  # cut short by a kill: its job may be done; ask again
+                study.tell(t.number, state=_state("FAIL"))
+        budget_cheap = cfg.budget_s * (1 - FULL_SHARE)
+        self.baseline = self._measure(["baseline"])["baseline"]
+        if self.baseline.get("status") != "ok":
+            raise TuneError(f"the baseline of {cfg.model} failed: {self.baseline.get('error')}")
+        self._check_objective(self.baseline)
+        while self._elapsed() < budget_cheap and not self._enough(study):
+            self._batch(study, space)
+        trials = self._trials(study)
+        candidates = self._candidates(study, trials)
+        final = self._full(candidates) if candidates else []
+        rows, best, front = self._answer(final)
+        result = TuneResult(cfg, trials, rows, best, front, self._elapsed(), space.describe())
+        (self.out / TUNE_FILE).write_text(json.dumps(result.as_dict(), indent=1) + "\n", encoding="utf-8")
+        return result
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _enough(self, study: Any) -> bool:
+        if self.config.max_trials is None:
+            return False
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+        return len(done) >= self.config.max_trials
+
+    def _study(self) -> Any:
+        import optuna
+
+        cfg = self.config
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = cfg.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+        if cfg.constraints:
+            sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=8)
+            directions = ["minimize"]
+        else:
+            sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=16)
+            directions = ["minimize", *self._quality_directions()]
+        return optuna.create_study(storage=storage, study_name=cfg.study_name, sampler=sampler,
+                                   directions=directions, load_if_exists=True)
+
+    def _quality_directions(self) -> list[str]:
+        from bench.quality.base import METRICS
+
+        return ["maximize" if METRICS[m].higher_is_better else "minimize" for m in self._quality_objectives()]
+
+    def _quality_objectives(self) -> list[str]:
+        """Quality metrics of a multi-objective search: fidelity, and adherence and FID on the
+        embedded models (the only ones with a domain classifier and real images)."""
+        embedded = not self.config.model.startswith(("hf:", "arch:"))
+        return ["psnr", "adherence", "fid"] if embedded else ["psnr"]
+
+    def _check_objective(self, record: dict[str, Any]) -> None:
+        if self.config.objective == "energy" and (record.get("energy") or {}).get("j_per_image") is None:
+            why = (record.get("energy") or {}).get("reason", "no energy reading")
+            raise TuneError(f"--objective energy: energy cannot be measured here ({why}); "
+                            "use --objective latency or memory")
+
+    def _batch(self, study: Any, space: Any) -> None:
+        from bench import search_space
+
+        asked: list[tuple[Any, str]] = []
+        for _ in range(self.config.workers):
+            trial = study.ask()
+            try:
+                spec = search_space.propose(trial, space)
+            except search_space.Incompatible as exc:
+                trial.set_user_attr("reason", str(exc))
+                study.tell(trial, state=_state("PRUNED"))
+                self.log(f"trial {trial.number}: rejected before measuring: {exc}")
+                continue
+            trial.set_user_attr("stack", spec)
+            asked.append((trial, spec))
+        if not asked:
+            return
+        records = self._measure([s for _, s in asked])
+        for trial, spec in asked:
+            record = records.get(spec)
+            if record is None or record.get("status") != "ok":
+                why = (record or {}).get("error") or "no record"
+                trial.set_user_attr("reason", str(why)[:500])
+                study.tell(trial, state=_state("FAIL"))
+                self.log(f"trial {trial.number}: {spec}: {(record or {}).get('status', 'failed')}: {str(why)[:120]}")
+                continue
+            values, constraints, summary = self._evaluate(record)
+            trial.set_user_attr("constraints", constraints)
+            for c, v in zip(self.config.constraints, constraints, strict=True):
+                trial.set_constraint(c.text, v)  # the sampler's constraint handling reads these
+            for k, v in summary.items():
+                trial.set_user_attr(k, v)
+            study.tell(trial, values if len(values) > 1 else values[0])
+            feasible = all(c <= 0 for c in constraints)
+            self.log(f"trial {trial.number}: {spec}: {summary['speedup'] or 0:.2f}x"
+                     + ("" if not constraints else (", feasible" if feasible else ", infeasible")))
+
+    def _measure(self, stacks: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """One sweep batch: each stack a job (interleaved with its own baseline); records by
+        canonical stack spec. Jobs already recorded in the folder are not measured again."""
+        from bench import sweep
+        from bench.executors import driver, make_executor
+
+        cfg = self.config
+        remaining = max(60.0, cfg.budget_s - self._elapsed())
+        spec = sweep.SweepSpec(
+            name=cfg.study_name, out_dir=self.out, models=(cfg.model,),
+            strategies=tuple(s for s in stacks if s != "baseline"),
+            settings=(sweep.Settings(device=cfg.device, batch_size=cfg.batch_size),),
+            timing={"warmup": 1, "min_iterations": cfg.cheap_iterations, "min_seconds": 0,
+                    "max_iterations": cfg.cheap_iterations},
+            quality={}, quality_images=cfg.cheap_quality_images, timeout_s=remaining + 600,
+            workers=cfg.workers, threads=cfg.threads, sys_path=(os.getcwd(),),
+        )
+        plan = sweep.validate(spec, check_devices=cfg.executor == "local")
+        executor = make_executor(cfg.executor, workers=cfg.workers, threads=cfg.threads,
+                                 address=cfg.address)
+        result = driver.run_plan(plan, executor)
+        return {job.strategy: result.records[job.id] for job in plan.jobs if job.id in result.records}
+
+    def _evaluate(self, record: dict[str, Any]) -> tuple[list[float], list[float], dict[str, Any]]:
+        """The trial's objective values, constraint violations and a summary for the table."""
+        stats = record.get("stats") or {}
+        sp = number((stats.get("speedup") or {}).get("ratio")) if record["strategy"] != "baseline" else 1.0
+        quality = {k: number(v) for k, v in (record.get("quality") or {}).items()}
+        objective = self._objective(record, sp)
+        values = [objective]
+        if not self.config.constraints:
+            from bench.quality.base import METRICS
+
+            for m in self._quality_objectives():
+                v = quality.get(m)
+                bad = -_WORST if METRICS[m].higher_is_better else _WORST
+                values.append(bad if v is None or not math.isfinite(v) else v)
+        constraints = [c.violation(quality.get(c.metric), c.bound(self.baseline)) for c in self.config.constraints]
+        cold = record.get("cold") or {}
+        summary = {"speedup": sp, "quality": {k: v for k, v in quality.items() if v is not None},
+                   "training_s": number(cold.get("training_s")),
+                   "job_id": (record.get("sweep") or {}).get("job_id")}
+        return values, constraints, summary
+
+    def _objective(self, record: dict[str, Any], speedup: float | None) -> float:
+        """Latency relative to the baseline the trial was timed against (1 / speedup), or
+        energy (J) or peak memory (MiB) per image."""
+        if self.config.objective == "latency":
+            return 1 / speedup if speedup else _WORST
+        if self.config.objective == "energy":
+            return number((record.get("energy") or {}).get("j_per_image")) or _WORST
+        return number((record.get("memory") or {}).get("peak_mb")) or _WORST
+
+    # -- results ---------------------------------------------------------------------------
+    def _trials(self, study: Any) -> list[Trial]:
+        out = []
+        for t in study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            constraints = attrs.get("constraints")
+            out.append(Trial(
+                number=t.number, stack=attrs.get("stack", "?"), state=t.state.name.lower(),
+                objective=t.values[0] if t.values else None, values=list(t.values or []),
+                quality=attrs.get("quality") or {},
+                feasible=None if constraints is None or not self.config.constraints
+                else all(c <= 0 for c in constraints),
+                speedup=attrs.get("speedup"), training_s=attrs.get("training_s"),
+                job_id=attrs.get("job_id"), reason=attrs.get("reason"),
+            ))
+        return out
+
+    def _candidates(self, study: Any, trials: list[Trial]) -> list[str]:
+        """The stacks measured in full: the best feasible trials (or the Pareto front)."""
+        done = [t for t in trials if t.state == "complete" and t.stack not in ("?", "baseline")]
+        if self.config.constraints:
+            pool = sorted((t for t in done if t.feasible), key=lambda t: t.objective)
+        else:
+            front = {t.number for t in study.best_trials}
+            pool = sorted((t for t in done if t.number in front), key=lambda t: t.objective)
+        out: list[str] = []
+        for t in pool:
+            if t.stack not in out:
+                out.append(t.stack)
+        limit = self.config.promote if self.config.constraints else 2 * self.config.promote
+        return out[:limit]
+
+    def _full(self, candidates: list[str]) -> list[dict[str, Any]]:
+        """The candidates and the baseline in one full interleaved engine run."""
+        from bench.config import RunConfig, TimingConfig
+        from bench.engine import Engine
+
+        cfg = self.config
+        self.log(f"full measurement of {len(candidates)} candidate(s), interleaved: {', '.join(candidates)}")
+        n = cfg.full_iterations
+        config = RunConfig(
+            model=cfg.model, strategies=("baseline", *candidates), device=cfg.device,
+            batch_size=cfg.batch_size, timing=TimingConfig(warmup=2, min_iterations=n, min_seconds=0,
+                                                           max_iterations=max(n, 200)),
+            quality_images=cfg.full_quality_images, out_dir=self.out / "final", threads=cfg.threads,
+            schedule="interleaved",
+        )
+        return Engine(config, log=self.log, show_progress=False).run().records
+
+    def _answer(self, final: list[dict[str, Any]]):
+        """Every candidate's full figures, the best stack under the constraints (at full
+        fidelity) and the Pareto front."""
+        base = next((r for r in final if r["strategy"] == "baseline"), None)
+        rows = []
+        for r in final:
+            if r.get("status") != "ok" or r["strategy"] == "baseline":
+                continue
+            sp = (r.get("stats") or {}).get("speedup") or {}
+            quality = {k: number(v) for k, v in (r.get("quality") or {}).items()}
+            checks = {c.text: c.violation(quality.get(c.metric), c.bound(base)) <= 0
+                      for c in self.config.constraints}
+            rows.append({
+                "stack": r["strategy"], "speedup": number(sp.get("ratio")),
+                "ci_low": number(sp.get("ci_low")), "ci_high": number(sp.get("ci_high")),
+                "significant": sp.get("significant"), "objective": self._objective(r, number(sp.get("ratio"))),
+                "quality": quality, "constraints": checks, "feasible": all(checks.values()),
+                "training_s": number((r.get("cold") or {}).get("training_s")),
+                "break_even_images": number((r.get("cold") or {}).get("break_even_images")),
+            })
+        feasible = [r for r in rows if r["feasible"]]
+        best = min(feasible, key=lambda r: r["objective"]) if feasible else None
+        return rows, best, _front(rows, self._quality_objectives())
+
+
+def _front(rows: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
+    """Rows not dominated on (objective, each quality metric)."""
+    from bench.quality.base import METRICS
+
+    def key(r: dict[str, Any]) -> list[float]:
+        out = [r["objective"]]
+        for m in metrics:
+            v = r["quality"].get(m)
+            v = -_WORST if v is None or (isinstance(v, float) and math.isnan(v)) else v
+            out.append(-v if METRICS[m].higher_is_better else v)  # everything: lower is better
+        return out
+
+    keys = [key(r) for r in rows]
+    front = []
+    for i, r in enumerate(rows):
+        dominated = any(all(a <= b for a, b in zip(keys[j], keys[i], strict=True)) and keys[j] != keys[i]
+                        for j in range(len(rows)) if j != i)
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: r["objective"])
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+def run(config: TuneConfig, log: Callable[[str], None] | None = None) -> TuneResult:
+    """Run a search; see :class:`Tuner`."""
+    return Tuner(config, log=log).run()
+
+
+__all__ = ["OBJECTIVES", "Constraint", "Trial", "TuneConfig", "TuneError", "TuneResult", "Tuner",
+           "parse_budget", "run"]

@@ -1,0 +1,181 @@
+"""The search: its space from the registry, constraints, and resuming after a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bench import search_space
+from bench.search_space import Incompatible
+from bench.tune import Constraint, TuneConfig, TuneError, parse_budget
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def space(digits_unet):
+    return search_space.derive(digits_unet, allow_training=True)
+
+
+def test_every_supported_strategy_and_declared_parameter_is_in_the_space(space, digits_unet):
+    from strategies.registry import get_strategy, names
+
+    for name in names():
+        if name == "baseline":
+            continue
+        cls = get_strategy(name)
+        if cls().supports(digits_unet):
+            assert name in space.excluded and name not in space.strategies
+            continue
+        assert name in space.strategies
+        if cls.exclusive_group:
+            assert name in space.groups[cls.exclusive_group]
+        dims = {d.name: d for d in space.dimensions[name]}
+        for f in dataclasses.fields(cls.Config):
+            got = search_space.dimension(name, cls.Config, f)
+            if isinstance(got, str):  # not searched, and the space says why
+                assert f.name not in dims and space.fixed[f"{name}.{f.name}"] == got
+                continue
+            d = dims[f.name]
+            if f.metadata.get("choices"):
+                assert d.kind == "categorical" and d.choices == tuple(f.metadata["choices"])
+            elif d.kind in ("int", "float"):
+                assert d.high == f.metadata["high"]
+                assert d.low == f.metadata["low"] or (d.low == 1 and d.log)  # counts from 1
+
+
+def test_training_strategies_join_only_when_allowed(digits_unet):
+    lean = search_space.derive(digits_unet)
+    assert "distill" not in lean.strategies and "allow-training" in lean.excluded["distill"]
+
+
+def test_declared_setup_knobs_and_unsearchable_fields_keep_their_defaults():
+    from strategies import param
+    from strategies.base import StrategyConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(StrategyConfig):
+        a: int = param(3, "a count", low=1, high=8)
+        b: int = param(400, "training steps", low=0, high=10_000, search=False)
+        c: str = param("x", "free text")
+        d: float = param(0.01, "a rate", low=1e-4, high=1.0)
+
+    got = {f.name: search_space.dimension("s", Config, f) for f in dataclasses.fields(Config)}
+    assert got["a"] == search_space.Dimension("s", "a", "int", low=1, high=8, default=3)
+    assert "search=False" in got["b"] and "free text" in got["c"]
+    assert got["d"].log  # four decades: searched on a log scale
+
+
+def _fixed(space, **changes):
+    """A FixedTrial: nothing on, every parameter at its default, then ``changes``."""
+    params = {f"group.{g}": search_space.NONE for g in space.groups}
+    params |= {f"use.{t}": False for t in space.toggles}
+    for dims in space.dimensions.values():
+        for d in dims:
+            params[d.key] = d.default if d.default is not None else (d.choices[0] if d.choices else d.low)
+    return optuna.trial.FixedTrial(params | changes)
+
+
+def test_exclusive_groups_cannot_both_be_proposed_and_incompatible_stacks_are_refused(space):
+    for group, members in space.groups.items():
+        spec = search_space.propose(_fixed(space, **{f"group.{group}": members[0]}), space)
+        assert spec.split(":")[0] == members[0] and "+" not in spec
+    assert search_space.propose(_fixed(space), space) == "baseline"
+    refused = _fixed(space, **{"group.token merging": "tome", "tome.ratio": 0.7, "tome.sx": 1, "tome.sy": 1})
+    with pytest.raises(Incompatible, match="tome"):
+        search_space.propose(refused, space)
+
+
+@pytest.mark.parametrize("text,metric,op,value", [
+    ("adherence>=0.97", "adherence", ">=", 0.97),
+    ("fid<=floor", "fid", "<=", None),
+    (" psnr >= 30 ", "psnr", ">=", 30.0),
+    ("kid<=1e-3", "kid", "<=", 0.001),
+])
+def test_constraints_parse(text, metric, op, value):
+    c = Constraint.parse(text)
+    assert (c.metric, c.op, c.value) == (metric, op, value)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("adherance>=0.9", "did you mean adherence"),
+    ("fid<floor", "write metric>=value"),
+    ("psnr>=floor", "noise band of a distribution metric"),
+    ("fid>=floor", "lower-is-better"),
+    ("speed>=2", "unknown metric"),
+])
+def test_bad_constraints_say_what_is_wrong(text, message):
+    with pytest.raises(TuneError, match=message):
+        Constraint.parse(text)
+
+
+def test_floor_bounds_and_violations():
+    baseline = {"quality": {"fid": 2.0, "adherence": 1.0},
+                "quality_noise_floor": {"fid": {"std": 0.25}, "adherence": {"std": 0.01}}}
+    fid, adh = Constraint.parse("fid<=floor"), Constraint.parse("adherence>=floor")
+    assert fid.bound(baseline) == pytest.approx(2.5) and adh.bound(baseline) == pytest.approx(0.98)
+    assert fid.violation(2.4, 2.5) < 0 < fid.violation(2.6, 2.5)
+    assert adh.violation(0.99, 0.98) < 0 < adh.violation(0.95, 0.98)
+    assert fid.violation(None, 2.5) > 1e6  # not measured: never feasible
+
+
+def test_budgets_and_config_checks():
+    assert parse_budget("30m") == 1800 and parse_budget("1h") == 3600 and parse_budget("90") == 90
+    with pytest.raises(TuneError, match="bad budget"):
+        parse_budget("soon")
+    with pytest.raises(TuneError, match="objective"):
+        TuneConfig(model="digits-unet", objective="speed")
+
+
+def _tune(out: Path, trials: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "bench.cli", "tune", "-c", "psnr>=5", "--budget", "20m", "-b", "1",
+           "--cheap-images", "2", "--full-images", "2", "--trials", str(trials), "-s", "steps",
+           "--threads", "1", "-o", str(out), "--quiet"]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+
+
+def _finished_trials(out: Path) -> list[int]:
+    db = out / "study.db"
+    if not db.exists():
+        return []
+    try:
+        (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+        study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
+    except Exception:  # noqa: BLE001 - the first process may still be creating it
+        return []
+    return [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+
+
+@pytest.mark.slow
+def test_a_killed_tune_resumes_without_losing_finished_trials(tmp_path):
+    out = tmp_path / "tune"
+    proc = _tune(out, trials=6)
+    deadline = time.time() + 600
+    while len(_finished_trials(out)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+    before = _finished_trials(out)
+    assert len(before) >= 2, proc.stdout.read() if proc.poll() is not None else "no trial finished"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    jobs_before = (out / "results.jsonl").read_text().count('"job_id"')
+    again = _tune(out, trials=6)
+    output, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, output
+    after = _finished_trials(out)
+    assert set(before) <= set(after) and len(after) >= 6
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["best"] is not None and summary["best"]["feasible"]
+    # Finished jobs were not measured again: one record per distinct stack.
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    ids = [r["sweep"]["job_id"] for r in records]
+    assert len(ids) == len(set(ids)) and len(ids) >= jobs_before
