@@ -213,11 +213,13 @@ class TuneResult:
     front: list[dict[str, Any]]
     seconds: float
     space: dict[str, Any]
+    #: Each constraint's numeric bound at the trials' fidelity (``floor`` resolved).
+    bounds: dict[str, float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return sanitize({
             "schema": SCHEMA, "config": self.config.as_dict(), "seconds": self.seconds,
-            "space": self.space, "trials": [asdict(t) for t in self.trials],
+            "space": self.space, "bounds": self.bounds, "trials": [asdict(t) for t in self.trials],
             "candidates": self.candidates, "best": self.best, "front": self.front,
             "final_run": "final" if self.candidates else None,
         })
@@ -284,7 +286,8 @@ class Tuner:
         candidates = self._candidates(study, trials)
         final = self._full(candidates) if candidates else []
         rows, best, front = self._answer(final)
-        result = TuneResult(cfg, trials, rows, best, front, self._elapsed(), space.describe())
+        bounds = {c.text: c.bound(self.baseline) for c in cfg.constraints}
+        result = TuneResult(cfg, trials, rows, best, front, self._elapsed(), space.describe(), bounds)
         (self.out / TUNE_FILE).write_text(json.dumps(result.as_dict(), indent=1) + "\n", encoding="utf-8")
         return result
 

@@ -492,8 +492,12 @@ def render(runs: Sequence[RunData], out_dir: Path, title: str | None = None) -> 
         comparisons.append({"reference": changes[0].reference, "run": changes[0].run,
                             "changes": changes, "figures": figs})
 
+    from reports import search
+
+    searches = [search.section(t, r.name) for r in runs if (t := search.load(r.path)) is not None]
     not_measured = [e for e in entries if not e.ok]
-    figures = sum(len(s.figures) for s in sections) + sum(len(c["figures"]) for c in comparisons)
+    figures = (sum(len(s.figures) for s in sections) + sum(len(c["figures"]) for c in comparisons)
+               + sum(len(s.plots) for s in searches))
     grids = sum(1 for s in sections for r in s.runs for g in r.grids if g.uri)
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
@@ -512,6 +516,7 @@ def render(runs: Sequence[RunData], out_dir: Path, title: str | None = None) -> 
         columns=columns,
         rows=rows,
         comparisons=comparisons,
+        searches=searches,
         not_measured=not_measured,
         n_entries=len(entries),
         n_strategies=strategies,

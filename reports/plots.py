@@ -50,7 +50,8 @@ class Plot:
 
 
 @contextmanager
-def _style() -> Iterator[None]:
+def style() -> Iterator[None]:
+    """The report's seaborn style, for one figure."""
     import matplotlib as mpl
     import seaborn as sns
 
@@ -66,7 +67,8 @@ def _style() -> Iterator[None]:
         yield
 
 
-def _figure(width: float, height: float, **subplots: Any):
+def figure(width: float, height: float, **subplots: Any):
+    """A figure of ``width`` x ``height`` inches on its own Agg canvas, and its axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -80,7 +82,7 @@ def _figure(width: float, height: float, **subplots: Any):
 PX_PER_INCH = 96
 
 
-def _encode(fig) -> tuple[str, int]:
+def encode(fig) -> tuple[str, int]:
     """The figure as a PNG data URI and the width (CSS px) to show it at, at most."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
@@ -194,8 +196,8 @@ def pareto_plot(entries: Sequence[Entry], metric: MetricMeta, x_kind: str, model
     runs = sorted({p.entry.run.index for p in points})
     multi_run = len(runs) > 1
 
-    with _style():
-        fig, ax = _figure(7.0, 4.6)
+    with style():
+        fig, ax = figure(7.0, 4.6)
         _scatter_points(ax, points, draw_y, on_front)
         fx = [xs[i] for i in front]
         fy = [draw_y[i] for i in front]
@@ -222,7 +224,7 @@ def pareto_plot(entries: Sequence[Entry], metric: MetricMeta, x_kind: str, model
         _place_labels(ax, [xs[i] for i in front], [draw_y[i] for i in front], texts, list(zip(xs, draw_y, strict=True)))
         _better_arrow(ax, top=metric.higher_is_better)
         _pareto_legend(ax, points, multi_run, floor is not None)
-        uri, width = _encode(fig)
+        uri, width = encode(fig)
 
     listing = []
     for k, i in enumerate(front):
@@ -421,8 +423,8 @@ def speed_plot(entries: Sequence[Entry], model: str) -> Plot | None:
         med_x.append(float(np.median(vals)))
     all_ms = np.concatenate(lat_x)
 
-    with _style():
-        fig, (ax_s, ax_l) = _figure(9.0, height, ncols=2, sharey=True, width_ratios=[1, 1.25])
+    with style():
+        fig, (ax_s, ax_l) = figure(9.0, height, ncols=2, sharey=True, width_ratios=[1, 1.25])
         if seg_y:
             ax_s.hlines(seg_y, seg_lo, seg_hi, colors=seg_c, linewidth=2.2)
         xs, ys, cs = np.asarray(pts_x), np.asarray(pts_y), np.asarray(pts_c, dtype=object)
@@ -448,7 +450,7 @@ def speed_plot(entries: Sequence[Entry], model: str) -> Plot | None:
             Line2D([], [], color=SLOWER_COLOR, lw=2.2, label="slower (p < 0.05)"),
             Line2D([], [], color=NEUTRAL_COLOR, lw=2.2, label="not significant"),
         ], fontsize=7.5, loc="outside lower center", ncol=3, frameon=False)
-        uri, width = _encode(fig)
+        uri, width = encode(fig)
     return Plot(
         kind="speed",
         title="Speedup and latency distribution",
@@ -490,9 +492,9 @@ def step_plot(entries: Sequence[Entry], title: str) -> Plot | None:
         return None
     import seaborn as sns
 
-    with _style():
+    with style():
         if len(rows) <= MAX_STEP_LINES:
-            fig, ax = _figure(7.0, 3.8)
+            fig, ax = figure(7.0, 3.8)
             palette = sns.color_palette("tab10", len(rows))
             for color, (e, s) in zip(palette, rows, strict=True):
                 ax.plot(np.arange(1, len(s) + 1), s, marker="o", markersize=3, linewidth=1.4,
@@ -507,7 +509,7 @@ def step_plot(entries: Sequence[Entry], title: str) -> Plot | None:
             grid = np.full((len(rows), width), np.nan)
             for r, (_, s) in enumerate(rows):
                 grid[r, : len(s)] = s
-            fig, ax = _figure(9.0, max(2.5, 0.24 * len(rows) + 1.2))
+            fig, ax = figure(9.0, max(2.5, 0.24 * len(rows) + 1.2))
             # imshow with seaborn's colormap: sns.heatmap renders the whole figure once more
             # to check tick overlap, which doubles the cost at 50 strategies.
             mesh = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest",
@@ -521,7 +523,7 @@ def step_plot(entries: Sequence[Entry], title: str) -> Plot | None:
             ax.tick_params(axis="y", labelsize=7)
             kind = "heatmap"
         ax.set_title(short(title, 70))
-        uri, width = _encode(fig)
+        uri, width = encode(fig)
     return Plot(
         kind="steps",
         title="Per-step latency",
@@ -607,8 +609,8 @@ def timeline_plot(entries: Sequence[Entry], title: str) -> Plot | None:
 
     import seaborn as sns
 
-    with _style():
-        fig, axes = _figure(9.0, 1.8 * len(order) + 1.1, nrows=len(order), sharex=True, squeeze=False)
+    with style():
+        fig, axes = figure(9.0, 1.8 * len(order) + 1.1, nrows=len(order), sharex=True, squeeze=False)
         axes = axes[:, 0]
         all_cols = [c for g in order for c in columns[g]]
         colors = dict(zip(all_cols, sns.color_palette("deep", len(all_cols)), strict=True))
@@ -631,7 +633,7 @@ def timeline_plot(entries: Sequence[Entry], title: str) -> Plot | None:
         axes[-1].set_xlabel("seconds sampled (strategies back to back; dotted: timed calls begin)")
         axes[-1].set_xlim(-gap / 2, offset - gap / 2)
         fig.suptitle(short(title, 80), fontsize=11, fontweight="bold")
-        uri, width = _encode(fig)
+        uri, width = encode(fig)
     return Plot(
         kind="timeline",
         title="Memory and power timeline",
@@ -672,8 +674,8 @@ def comparison_plot(changes: Sequence[Any], title: str) -> Plot | None:
     if not rows:
         return None
     n = len(rows)
-    with _style():
-        fig, ax = _figure(7.5, max(2.2, 0.27 * n + 1.2))
+    with style():
+        fig, ax = figure(7.5, max(2.2, 0.27 * n + 1.2))
         vals = []
         for y, c in enumerate(rows):
             color = {"faster": FASTER_COLOR, "slower": SLOWER_COLOR}.get(c.verdict, NEUTRAL_COLOR)
@@ -688,7 +690,7 @@ def comparison_plot(changes: Sequence[Any], title: str) -> Plot | None:
         ax.invert_yaxis()
         ax.set_xlabel("latency ratio reference / this run (\u00d7, log); >1: this run is faster")
         ax.set_title(short(title, 80))
-        uri, width = _encode(fig)
+        uri, width = encode(fig)
     return Plot(
         kind="compare",
         title="Change per strategy",
