@@ -154,6 +154,7 @@ def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, 
     by default), then scored against the baseline's images (same prompts and seeds).
     Exit status: 0 done, 1 some stack failed, 2 bad input or nothing could run.
     """
+    from bench import smoke
     from bench.config import DEFAULT_STRATEGIES, RunConfig, TimingConfig
     from bench.engine import Engine, plan_stacks
     from bench.gate import parse_fraction
@@ -161,6 +162,9 @@ def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, 
     from bench.summary import schedule_line, slower_lines, summary_table
     from bench.sweep import parse_resolution
 
+    iterations, warmup = smoke.cap("iterations", iterations), smoke.cap("warmup", warmup)
+    min_seconds, quality_images = smoke.cap("min_seconds", min_seconds), smoke.cap("quality_images", quality_images)
+    latest = out_dir is None
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("runs") / f"{model.replace(':', '-').replace('/', '-').replace('@', '-')}-{stamp}"
@@ -209,11 +213,28 @@ def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, 
         click.echo(summary_table(result.baseline_records))
     for warning in result.warnings:
         click.secho(f"\nwarning: {warning}", fg="yellow", err=True)
+    if smoke.note():
+        click.secho(f"\nnote: {smoke.note()}", fg="yellow", err=True)
     click.echo(f"\nresults: {out_dir / 'results.jsonl'}   ({time.perf_counter() - started:.0f} s)")
+    if latest:
+        _point_latest(out_dir)
     if not no_report:
         _write_run_report(out_dir)
     if any(r.get("status") == "failed" for r in result.records + result.baseline_records):
         sys.exit(1)
+
+
+def _point_latest(out_dir: Path) -> None:
+    """Make ``runs/latest`` point at the run just written (a relative symbolic link)."""
+    link = out_dir.parent / "latest"
+    try:
+        if link.is_symlink() or link.exists():
+            if not link.is_symlink():
+                return  # a real folder of the user's: leave it alone
+            link.unlink()
+        link.symlink_to(out_dir.name, target_is_directory=True)
+    except OSError:  # no symbolic links here: the path printed above is the way
+        pass
 
 
 def _write_run_report(out_dir: Path) -> None:
@@ -376,9 +397,11 @@ def matrix_cmd(models, strategies, out_dir, device, iterations, warmup, quality_
     real and PSNR is a numerical deviation; strategies that decide from the activations
     (adaptive caching) are marked as not representative there.
     """
-    from bench import matrix
+    from bench import matrix, smoke
     from bench.engine import plan_stacks
 
+    iterations, warmup = smoke.cap("iterations", iterations), smoke.cap("warmup", warmup)
+    quality_images = smoke.cap("quality_images", quality_images)
     models = list(models) or matrix.default_models()
     stacks = list(strategies) or matrix.default_strategies()
     plan_stacks(stacks, device)  # bad specs fail before anything loads
@@ -460,18 +483,24 @@ def tune_cmd(model, constraints, objective, budget, out_dir, storage, executor, 
     measurement is the answer. Exit status: 0 found one, 1 nothing met the constraints,
     2 bad input.
     """
-    from bench import tune
+    from bench import smoke, tune
     from bench.summary import tune_summary
+
+    budget_s = smoke.cap("budget_s", tune.parse_budget(budget))
+    max_trials = smoke.cap("trials", max_trials) if max_trials else (smoke.CAPS["trials"] if smoke.active() else None)
+    cheap_images, full_images = smoke.cap("cheap_images", cheap_images), smoke.cap("full_images", full_images)
 
     if out_dir is None:
         out_dir = Path("runs") / f"tune-{model.replace(':', '-').replace('/', '-').replace('@', '-')}"
     config = tune.TuneConfig(
         model=model, constraints=tuple(tune.Constraint.parse(c) for c in constraints),
-        objective=objective, budget_s=tune.parse_budget(budget), out_dir=out_dir, storage=storage,
+        objective=objective, budget_s=budget_s, out_dir=out_dir, storage=storage,
         executor="ray" if address else executor, address=address, workers=workers,
         threads=threads, device=device, batch_size=batch_size, allow_training=allow_training,
         strategies=tuple(strategies) or None, max_trials=max_trials, promote=promote,
         cheap_quality_images=cheap_images, full_quality_images=full_images,
+        **({"cheap_iterations": smoke.cap("iterations", 6), "full_iterations": smoke.cap("iterations", 10)}
+           if smoke.active() else {}),
     )
     for s in config.strategies or ():
         from strategies.registry import get_strategy
@@ -540,9 +569,17 @@ def sweep_cmd(sweep_file, example, out_dir, executor, address, workers, threads,
     if address and executor == "local":
         raise click.UsageError("--address is for --executor ray")
     executor = executor or ("ray" if address else "local")
+    from bench import smoke
+
     spec = sweeplib.load(sweep_file, out_dir=out_dir)
     changes = {k: v for k, v in (("workers", workers), ("threads", threads),
                                  ("timeout_s", timeout)) if v is not None}
+    if smoke.active():
+        timing = dict(spec.timing)
+        timing.update(warmup=smoke.cap("warmup", timing.get("warmup", 2)),
+                      min_iterations=smoke.cap("iterations", timing.get("min_iterations", 10)),
+                      min_seconds=0.0)
+        changes.update(timing=timing, quality_images=smoke.cap("quality_images", spec.quality_images))
     spec = dataclasses.replace(spec, **changes)
     ex = make_executor(executor, workers=spec.workers, threads=spec.threads, address=address,
                        verbose=verbose)
