@@ -41,6 +41,7 @@ from bench import compare, machine, stats
 from bench.config import RunConfig
 from bench.formats import sanitize, slug
 from bench.harness import Timing
+from bench.measures import energy_fields, median_step_ms, memory_fields, score_quality
 from bench.record import Record
 from bench.schedules import Hooks, Schedule
 
@@ -377,7 +378,7 @@ class Engine:
         if not timing.latencies_s:
             rec.caveats.append("nothing was timed (the schedule ran no timed call)")
         try:
-            self._fill_measurement(rec, m, reference, ctx)
+            self._fill_measurement(rec, m, reference, ctx, model.notes)
             self._fill_caveats(rec, arm)
             if self.config.count_flops:
                 from bench import flops
@@ -404,14 +405,15 @@ class Engine:
         return rec
 
     def _fill_measurement(self, rec: Record, m: _Measured, reference: _Measured | None,
-                          ctx: _Context) -> None:
+                          ctx: _Context, notes: dict[str, Any]) -> None:
+        """Timing, statistics, speedup, cold costs, decoding counts, memory and energy of one
+        measured arm (``notes``: what its strategies recorded about themselves)."""
         cfg = self.config
         arm, timing = m.arm, m.timing
         b = cfg.batch_size
         rec.timing = timing.as_dict()
-        cold = {"load_s": ctx.load_s, "apply_s": arm.info.get("apply_s"),
-                "first_call_s": timing.first_call_s}
-        cold.update(arm.model.notes.get("cold", {}) if arm.local else arm.info.get("cold", {}))
+        cold = {"load_s": arm.info.get("load_s", ctx.load_s), "apply_s": arm.info.get("apply_s"),
+                "first_call_s": timing.first_call_s, **(notes.get("cold") or {})}
         rec.cold = cold
         if not timing.latencies_s:
             reason = "nothing was timed"
@@ -424,21 +426,22 @@ class Engine:
             "latency_ms": summary.as_dict(),
             "ms_per_image": summary.median / b,
             "images_per_s": b / (summary.median / 1000),
-            "step_ms_median": _median_step_ms(timing),
+            "step_ms_median": median_step_ms(timing),
         }
         if reference is not None and reference is not m and reference.timing.latencies_s:
             sp = compare.speedup(self._samples(reference.timing), self._samples(timing))
             if sp is not None:
                 st["speedup"] = sp.as_dict()
         rec.stats = st
-        self._fill_decoding(rec, arm.model)
+        self._fill_decoding(rec, notes)
         if cold.get("training_s") and reference is not None and reference.timing.latencies_s:
             base_per_img = stats.summarize(reference.timing.latencies_s).median / b
             saved = base_per_img - summary.median / 1000 / b
             cold["break_even_images"] = cold["training_s"] / saved if saved > 0 else None
         if m.result is not None:
             rec.sampler = m.result.as_dict()
-            rec.series_file = self._save_series(arm.label, m.result, timing)
+            if arm.local:
+                rec.series_file = self._save_series(arm.label, m.result, timing)
             rec.memory = memory_fields(m.result, m.cuda_peak_mb, local=arm.local,
                                        attributed=m.shared)
             rec.energy = energy_fields(m.result)
@@ -448,12 +451,12 @@ class Engine:
                                rounds=timing.rounds, run_id=self.run_id)
 
     @staticmethod
-    def _fill_decoding(rec: Record, model: Any) -> None:
+    def _fill_decoding(rec: Record, notes: dict[str, Any]) -> None:
         """Token rates of models that generate tokens, and their decoding counts."""
         per_image = rec.model.get("tokens_per_image")
         if per_image and rec.stats:
             rec.stats["tokens_per_s"] = per_image * rec.stats["images_per_s"]
-        decoding = dict(model.notes.get("decoding") or {})
+        decoding = dict(notes.get("decoding") or {})
         if decoding:
             rec.decoding = decoding
             for key in DECODING_STATS:
@@ -614,22 +617,7 @@ class Engine:
         if not m.timing.latencies_s:
             rec.fail("failed", m.timing.error or "no timed call")
             return rec
-        rec.timing = m.timing.as_dict()
-        summary = stats.summarize([t * 1000 for t in m.timing.latencies_s])
-        b = self.config.batch_size
-        rec.stats = {"latency_ms": summary.as_dict(), "ms_per_image": summary.median / b,
-                     "images_per_s": b / (summary.median / 1000),
-                     "step_ms_median": _median_step_ms(m.timing)}
-        if ref is not None and ref is not m and ref.timing.latencies_s:
-            sp = compare.speedup(self._samples(ref.timing), self._samples(m.timing))
-            if sp is not None:
-                rec.stats["speedup"] = sp.as_dict()
-        rec.cold = {"load_s": info.get("load_s"), "apply_s": info.get("apply_s"),
-                    "first_call_s": m.timing.first_call_s, **(rec.notes.get("cold") or {})}
-        if m.result is not None:
-            rec.sampler = m.result.as_dict()
-            rec.memory = memory_fields(m.result, None, local=False, attributed=True)
-            rec.energy = energy_fields(m.result)
+        self._fill_measurement(rec, m, ref, ctx, rec.notes)
         rec.model_size = {"params": (rec.model or {}).get("params"),
                           "method": "unavailable: FLOPs are counted in this process only"}
         if m.arm.label in images and ref_images is not None:
@@ -741,40 +729,6 @@ class _Measured:
     shared: bool = False
 
 
-def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] | None,
-                  suite: Any = None, prompts: Sequence[str] = ()) -> dict[str, Any]:
-    """Quality of ``images`` against ``reference`` (the unchanged model's images of the same
-    prompts and seeds): PSNR and SSIM, adherence where the domain has a classifier, and the
-    distribution metrics of ``suite``. Random-weight models keep only the fidelity pair,
-    labelled as numerical deviation. Returns ``quality``, ``quality_meta`` and
-    ``quality_details``."""
-    from bench.quality import adherence, fidelity
-    from bench.quality.base import METRICS
-
-    quality: dict[str, float] = {}
-    details: dict[str, Any] = {}
-    if reference is not None:
-        quality["psnr"] = fidelity.psnr(images, reference)
-        quality["ssim"] = fidelity.ssim(images, reference)
-    if getattr(base, "random_weights", False):
-        reason = ("unavailable: random weights (an architecture model's images mean nothing; "
-                  "PSNR/SSIM here measure numerical deviation from the same model's baseline)")
-        details["fidelity"] = "numerical deviation from the same random-weight model's baseline"
-        details["unavailable"] = {m: reason for m in ("adherence", "fid", "kid", "clip_score")}
-    else:
-        classifier = base.classifier()
-        if classifier is not None and labels is not None:
-            quality["adherence"] = adherence.adherence(classifier, images, labels)
-        if suite is not None:
-            extra, details = suite.score(images, reference, list(prompts))
-            quality.update(extra)
-    return {
-        "quality": quality,
-        "quality_meta": {name: METRICS[name].as_dict() for name in quality if name in METRICS},
-        "quality_details": details,
-    }
-
-
 def _torch_threads() -> int:
     import torch
 
@@ -810,64 +764,10 @@ def _model_gpus(model: Any, device: str) -> list[int]:
     return sorted(found)
 
 
-def _median_step_ms(timing: Timing) -> float | None:
-    steps = sorted(d for it in timing.step_times_s for d in it)
-    return steps[len(steps) // 2] * 1000 if steps else None
-
-
-def memory_fields(result: Any, cuda_peak: float | None, local: bool, attributed: bool) -> dict[str, Any]:
-    """Peak memory during this stack's own calls: sampled RSS and, on GPUs, the allocator's
-    (reset before each of its blocks), the device's and the process's views."""
-    summary = result.summary
-    mem: dict[str, Any] = {"peak_rss_mb": summary.get("peak_rss_mb") if local else None}
-    if attributed:
-        mem["rss_hwm_mb"] = None
-        mem["note"] = ("peaks from this stack's own samples; the kernel's high-water mark covers "
-                       "every stack of an interleaved run, so it is not attributed")
-    else:
-        mem["rss_hwm_mb"] = summary.get("rss_hwm_mb") if local else None
-    if not local:
-        mem["reason"] = "measured in a worker process: the sampler watches this process's memory"
-    if cuda_peak is not None:
-        mem["cuda_allocator_peak_mb"] = cuda_peak
-        mem["device_peak_mb"] = summary.get("device_mem_peak_mb")
-        mem["process_device_peak_mb"] = summary.get("process_mem_peak_mb")
-        mem["peak_mb"] = cuda_peak
-    else:
-        mem["peak_mb"] = mem["peak_rss_mb"]
-    return mem
-
-
-def energy_fields(result: Any) -> dict[str, Any]:
-    """Energy of this stack's own timed calls: total, per image, images per kWh, and how it
-    was measured (``unavailable`` with the reason, never zero)."""
-    summary = result.summary
-    if summary.get("energy_j") is None:
-        out: dict[str, Any] = {
-            "energy_j": None, "j_per_image": None, "images_per_kwh": None,
-            "method": "unavailable",
-            "reason": result.missing.get("energy", "this sampler reads no energy"),
-        }
-    else:
-        keys = ("energy_j", "j_per_image", "images_per_kwh", "avg_power_w", "method", "window_s", "images")
-        out = {k: summary.get(k) for k in keys}
-        if summary.get("energy_note"):
-            out["note"] = summary["energy_note"]
-    out["scope"] = summary.get("energy_scope")
-    out["windows"] = summary.get("windows")
-    gpus = summary.get("gpus") or {}
-    if gpus:
-        out["per_device"] = {f"cuda:{k}": g.get("energy") for k, g in gpus.items()}
-        host = summary.get("cpu_energy") or {}
-        if host.get("energy_j") is not None:
-            out["host"] = host
-    return out
-
-
 def run(config: RunConfig, log: Log | None = None, show_progress: bool = True) -> RunResult:
     """Run ``config`` with the engine and return what it measured."""
     return Engine(config, log=log, show_progress=show_progress).run()
 
 
 __all__ = ["DECODING_STATS", "GRID_IMAGES", "REFERENCE", "Engine", "EngineError", "RunResult",
-           "energy_fields", "memory_fields", "plan_stacks", "run", "score_quality"]
+           "plan_stacks", "run"]

@@ -280,9 +280,18 @@ class Tuner:
         if self.baseline.get("status") != "ok":
             raise TuneError(f"the baseline of {cfg.model} failed: {self.baseline.get('error')}")
         self._check_objective(self.baseline)
-        while self._elapsed() < budget_cheap and not self._enough(study):
+        first = True
+        while not self._enough(study) and (self._elapsed() < budget_cheap
+                                           or (first and self._elapsed() < cfg.budget_s)):
             self._batch(study, space)
+            first = False
         trials = self._trials(study)
+        if not any(t.state == "complete" for t in trials):
+            raise TuneError(
+                f"no trial was measured within the budget ({cfg.budget_s / 60:.1f} min; the baseline "
+                f"alone took {self._elapsed() / 60:.1f} min): give a larger --budget"
+                + ("" if not self.baseline.get("load", {}).get("oversubscribed")
+                   else "; the machine was busy with other work (see the load warning)"))
         candidates = self._candidates(study, trials)
         final = self._full(candidates) if candidates else []
         rows, best, front = self._answer(final)

@@ -256,7 +256,7 @@ def test_noise_floor_from_halves_of_one_real_set(classifier, heldout):
 # -- the engine's quality step ------------------------------------------------------------------
 def test_engine_quality_adds_fid_kid_and_noise_floor(monkeypatch, tmp_path, heldout, pool):
     from bench import results
-    from bench.engine import score_quality
+    from bench.measures import score_quality
     from bench.models.digits_unet import DigitsUNet
     from bench.quality.config import QualityConfig
     from bench.quality.suite import QualitySuite

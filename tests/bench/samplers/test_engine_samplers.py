@@ -11,7 +11,8 @@ import torch
 from bench import results
 from bench.arms import LocalArm
 from bench.config import RunConfig, TimingConfig
-from bench.engine import Engine, energy_fields, memory_fields
+from bench.engine import Engine
+from bench.measures import energy_fields, memory_fields
 from bench.samplers import make_sampler, series
 from bench.schedules import Interleaved
 

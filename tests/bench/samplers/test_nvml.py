@@ -216,7 +216,7 @@ def test_series_file_holds_gpu_columns(tmp_path):
 
 
 def test_engine_energy_and_memory_fields():
-    from bench.engine import energy_fields, memory_fields
+    from bench.measures import energy_fields, memory_fields
 
     r = _run(NVMLSampler(interval_s=0.02, gpus=[0, 1], nvml=_two_gpus()), 1.05, images=16)
     energy = energy_fields(r)
