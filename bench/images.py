@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a strategy spec (``bf16+steps:n=10`` -> ``bf16__steps_n-10``)."""
-    text = text.replace("+", "__").replace(":", "_").replace("=", "-").replace(",", "_")
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
 
 
 def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 10, scale: int = 4) -> Path:

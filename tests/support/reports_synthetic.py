@@ -10,13 +10,13 @@ No torch.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench import results, stats
+from bench.formats import slug
 from bench.quality.base import METRICS
 
 BATCH = 8
@@ -39,12 +39,6 @@ def _grid_png(path: Path, rng: np.random.Generator, base: np.ndarray, noise: flo
         grid[top : top + h, left : left + w, :] = (up * 255).round().astype(np.uint8)[..., None]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a strategy spec (as :func:`bench.images.slug`, without torch)."""
-    text = text.replace("+", "__").replace(":", "_").replace("=", "-").replace(",", "_")
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
 
 
 def _meta(*names: str) -> dict[str, dict[str, Any]]:
