@@ -2,8 +2,7 @@
 
 Inputs (either side) are any of:
 
-* a run directory or ``results.jsonl`` written by ``accelbench run`` or by the interleaved
-  measurement (:mod:`bench.interleave`);
+* a run directory or ``results.jsonl`` written by ``accelbench run`` (:mod:`bench.engine`);
 * a pytest-benchmark JSON file (``--benchmark-json``, or a saved run from
   ``--benchmark-save`` / ``--benchmark-autosave``); the accelbench pytest plugin puts model,
   strategy, quality and their directions in each benchmark's ``extra_info``;

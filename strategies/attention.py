@@ -8,7 +8,10 @@ PyTorch's own flash kernel), *efficient* (memory-efficient attention, CUDA) and 
 ``torch.nn.attention.sdpa_kernel([backend])`` (a diffusers forward hook on the denoiser), so
 the measurement says what that one kernel costs. diffusers 0.42's ``set_attention_backend``
 only reaches processors that go through its attention dispatcher, which the UNet and PixArt
-processors do not; hence the PyTorch context.
+processors do not; hence the PyTorch context, which reaches both: processors that call SDPA
+themselves, and those (FLUX's) that go through the dispatcher on its default native backend,
+which is SDPA. Sana's linear self-attention calls no SDPA; only its cross-attention is
+pinned (the notes count the processors that use SDPA).
 
 A backend the device cannot run for the model's head sizes and dtype is refused with
 PyTorch's own reason, found by running a small probe attention before anything is measured.
@@ -51,12 +54,14 @@ def sdp_backend(name: str):
 
 
 def attention_shapes(denoiser: torch.nn.Module) -> set[tuple[int, int]]:
-    """(heads, head_dim) of every diffusers attention module in ``denoiser``."""
+    """(heads, head_dim) of every diffusers attention module in ``denoiser`` (the classic
+    ``Attention`` and the newer ``AttentionModuleMixin`` ones, e.g. FLUX's)."""
+    from diffusers.models.attention import AttentionModuleMixin
     from diffusers.models.attention_processor import Attention
 
     shapes = set()
     for m in denoiser.modules():
-        if isinstance(m, Attention):
+        if isinstance(m, (Attention, AttentionModuleMixin)) and getattr(m, "heads", None):
             inner = m.to_q.out_features if getattr(m, "to_q", None) is not None else m.inner_dim
             shapes.add((int(m.heads), int(inner // m.heads)))
     return shapes
@@ -84,13 +89,33 @@ def probe(backend: str, device: torch.device, dtype: torch.dtype, shapes) -> str
     return None
 
 
-def _uses_sdpa(denoiser: torch.nn.Module) -> bool:
-    processors = getattr(denoiser, "attn_processors", None)
-    if not processors:
-        return False
-    return any(
-        "2_0" in type(p).__name__ or "SDPA" in type(p).__name__ for p in processors.values()
-    )
+def calls_sdpa(processor: Any) -> bool:
+    """True when a diffusers attention processor runs PyTorch's scaled_dot_product_attention:
+    directly (``AttnProcessor2_0``, SD3's joint processor, Sana's cross-attention), or
+    through diffusers' attention dispatcher on its default, native backend (FLUX's
+    processor), which is PyTorch's SDPA. Sana's linear self-attention does not."""
+    import inspect
+
+    inner = getattr(processor, "processor", None)
+    if inner is not None:  # a wrapper (fused-qkv's FusedProjections): what it runs decides
+        return calls_sdpa(inner)
+    try:
+        source = inspect.getsource(type(processor).__call__)
+    except (OSError, TypeError):  # no source: fall back to diffusers' naming
+        name = type(processor).__name__
+        return "2_0" in name or "SDPA" in name
+    if "scaled_dot_product_attention" in source:
+        return True
+    if "dispatch_attention_fn" in source:
+        backend = getattr(processor, "_attention_backend", None)
+        return backend is None or str(getattr(backend, "value", backend)) == "native"
+    return False
+
+
+def sdpa_processors(denoiser: torch.nn.Module) -> tuple[int, int]:
+    """(processors that call PyTorch's SDPA, all processors) of ``denoiser``."""
+    processors = getattr(denoiser, "attn_processors", None) or {}
+    return sum(calls_sdpa(p) for p in processors.values()), len(processors)
 
 
 def sdpa_kernel_hook(backend: str):
@@ -127,7 +152,7 @@ class Attention(Strategy):
         if reason:
             return reason
         denoiser = model.denoiser
-        if not _uses_sdpa(denoiser):
+        if not sdpa_processors(denoiser)[0]:
             return (
                 f"{type(denoiser).__name__}'s attention processors do not call PyTorch's "
                 "scaled_dot_product_attention, so the SDPA kernel choice changes nothing"
@@ -139,5 +164,10 @@ class Attention(Strategy):
 
         registry = HookRegistry.check_if_exists_or_initialize(model.denoiser)
         registry.register_hook(sdpa_kernel_hook(self.config.backend), _HOOK_NAME)
-        model.notes["attention"] = {"sdpa_backend": self.config.backend}
+        using, total = sdpa_processors(model.denoiser)
+        model.notes["attention"] = {
+            "sdpa_backend": self.config.backend,
+            "processors_using_sdpa": using,
+            "processors": total,
+        }
         return model

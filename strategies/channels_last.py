@@ -4,6 +4,11 @@ Convolution kernels on GPUs with tensor cores (and oneDNN on CPUs) prefer the ch
 layout; converting once at load time avoids per-layer transposes. Only convolutions change, so
 it matters for UNets; on a transformer only the patch embedding is a convolution, and the
 strategy says so in its notes rather than pretending otherwise.
+
+The decoder (a latent model's VAE, all convolutions) is converted too where the model has one,
+as diffusers' guides convert ``pipe.unet`` and ``pipe.vae``: decoding a 1024-pixel image is a
+large share of a few-step call. A model is refused only when neither has a convolution (the
+notes count both).
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ def _conv_layers(module: torch.nn.Module) -> int:
 
 
 class ChannelsLast(Strategy):
-    """Convert the denoiser to the channels-last (NHWC) memory format."""
+    """Convert the denoiser and the decoder to the channels-last (NHWC) memory format."""
 
     name = "channels-last"
-    summary = "store the denoiser's conv weights and activations channels-last (NHWC)"
+    summary = "store the denoiser's and decoder's conv weights and activations channels-last (NHWC)"
     Config = Config
     stage = Strategy.STAGE_KERNELS
     exclusive_group = "memory format"
@@ -37,12 +42,25 @@ class ChannelsLast(Strategy):
         reason = super().supports(model)
         if reason:
             return reason
-        if _conv_layers(model.denoiser) == 0:
-            return f"{model.name}'s denoiser has no 2-D convolutions: the memory format changes nothing"
+        if not any(_conv_layers(m) for m in _targets(model).values()):
+            return (
+                f"{model.name}'s denoiser (and decoder, if any) has no 2-D convolutions: the "
+                "memory format changes nothing"
+            )
         return None
 
     def apply(self, model):
-        denoiser = model.denoiser
-        model.set_component("denoiser", denoiser.to(memory_format=torch.channels_last))
-        model.notes["channels_last"] = {"conv_layers": _conv_layers(denoiser)}
+        notes = {}
+        for role, module in _targets(model).items():
+            n = _conv_layers(module)
+            if n:
+                model.set_component(role, module.to(memory_format=torch.channels_last))
+            notes["conv_layers" if role == "denoiser" else f"{role}_conv_layers"] = n
+        model.notes["channels_last"] = notes
         return model
+
+
+def _targets(model) -> dict[str, torch.nn.Module]:
+    """The components converted: the denoiser and, where there is one, the decoder."""
+    components = model.components()
+    return {role: components[role] for role in ("denoiser", "decoder") if role in components}

@@ -45,16 +45,33 @@ class Config(StrategyConfig):
         "blocks removed from the student, joined with '/' (UNet: mid, inner); "
         "'default' = the model kind's standard student (UNet: inner/mid)",
     )
-    steps: int = param(400, "training steps (0: the untrained, teacher-initialised student)",
-                       low=0, high=1_000_000)
-    lr: float = param(5e-4, "peak learning rate (AdamW, warm-up then cosine decay)",
-                      low=1e-7, high=1.0)
-    batch_size: int = param(32, "training batch size", low=1, high=4096)
-    kd_out: float = param(1.0, "weight of the output-level distillation loss", low=0.0, high=1e3)
-    kd_feat: float = param(1.0, "weight of the feature-level distillation loss", low=0.0, high=1e3)
-    augment: str = param(DEFAULT_AUGMENT, "data augmentation: none, all, or crop/color/noise "
-                         "joined with '/'")
-    seed: int = param(0, "seed of the data order, noise and augmentation", low=0)
+    steps: int = param(
+        400,
+        "training steps (0: the untrained, teacher-initialised student)",
+        low=0,
+        high=1_000_000,
+        search=False,
+    )
+    lr: float = param(
+        5e-4,
+        "peak learning rate (AdamW, warm-up then cosine decay)",
+        low=1e-7,
+        high=1.0,
+        search=False,
+    )
+    batch_size: int = param(32, "training batch size", low=1, high=4096, search=False)
+    kd_out: float = param(
+        1.0, "weight of the output-level distillation loss", low=0.0, high=1e3, search=False
+    )
+    kd_feat: float = param(
+        1.0, "weight of the feature-level distillation loss", low=0.0, high=1e3, search=False
+    )
+    augment: str = param(
+        DEFAULT_AUGMENT,
+        "data augmentation: none, all, or crop/color/noise joined with '/'",
+        search=False,
+    )
+    seed: int = param(0, "seed of the data order, noise and augmentation", low=0, search=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,11 +87,27 @@ def _check_augment(text: str) -> None:
         raise StrategyError(f"parameter augment={text!r}: {exc}") from None
 
 
+def random_weights_reason(model: ReferenceModel, what: str = "trained meaningfully") -> str | None:
+    """Why a strategy that learns from the model cannot apply to a random-weight
+    architecture model (``model.random_weights``), in words; None for other models.
+
+    ``what`` says what cannot be done (``"distilled meaningfully"``...).
+    """
+    if not getattr(model, "random_weights", False):
+        return None
+    return (
+        f"random-weight architecture models cannot be {what}: {model.name} has "
+        "random weights and no training data, so a student or a fine-tune would learn from "
+        "noise and its cost and quality would say nothing about the real model"
+    )
+
+
 def training_reason(model: ReferenceModel, needs_structure: bool = True) -> str | None:
-    """Why a training strategy cannot apply to ``model`` (no adapter, no data...), or None."""
+    """Why a training strategy cannot apply to ``model`` (random weights, no adapter, no
+    data...), or None."""
     from strategies.adapters.base import adapter_reason, get_adapter
 
-    reason = adapter_reason(model)
+    reason = random_weights_reason(model) or adapter_reason(model)
     if reason:
         return reason
     adapter = get_adapter(model)
@@ -265,7 +298,7 @@ class Distill(Strategy):
     trains = True
 
     def supports(self, model: ReferenceModel) -> str | None:
-        reason = training_reason(model)
+        reason = random_weights_reason(model, "distilled meaningfully") or training_reason(model)
         if reason:
             return reason
         from strategies.adapters.base import get_adapter

@@ -184,7 +184,10 @@ class Fusion(Strategy):
     trains = True
 
     def supports(self, model: ReferenceModel) -> str | None:
-        return distill.Distill(self.config.distill_config()).supports(model)
+        reason = distill.random_weights_reason(
+            model, "distilled meaningfully (fusion trains a student)"
+        )
+        return reason or distill.Distill(self.config.distill_config()).supports(model)
 
     def incompatible_with(self, other: Strategy) -> str | None:
         if other.name == "distill":

@@ -18,6 +18,10 @@ importance criteria:
 three quarters of the parameters: both sides of each weight shrink). An optional recovery
 fine-tune (``steps``) retrains the pruned model on its training data with the task loss
 (augmented, ``augment``); its weights are cached like every training strategy's.
+
+Random-weight architecture models (``arch:``) have no training data: recovery and the Taylor
+criterion are refused on them with the reason; ``steps=0`` with the magnitude (or random)
+criterion prunes without training, which is what their latency and memory measure.
 """
 
 from __future__ import annotations
@@ -43,17 +47,29 @@ IMPORTANCE = ("magnitude", "taylor", "random")
 class Config(StrategyConfig):
     """How much to prune, by which criterion, and how long to recover."""
 
-    ratio: float = param(0.5, "fraction of the channels removed from each group", low=0.05,
-                         high=0.95)
+    ratio: float = param(
+        0.5, "fraction of the channels removed from each group", low=0.05, high=0.95
+    )
     importance: str = param("magnitude", "channel importance criterion", choices=IMPORTANCE)
-    attention: str = param("heads", "attention: prune head dimensions alike in every head "
-                           "(heads) or leave q/k/v whole (ignore)", choices=("heads", "ignore"))
-    steps: int = param(300, "recovery fine-tuning steps (0: none)", low=0, high=1_000_000)
-    lr: float = param(5e-4, "recovery learning rate (AdamW)", low=1e-7, high=1.0)
-    batch_size: int = param(32, "recovery batch size", low=1, high=4096)
-    augment: str = param(distill.DEFAULT_AUGMENT, "data augmentation during recovery: none, "
-                         "all, or crop/color/noise joined with '/'")
-    seed: int = param(0, "seed of the Taylor batches, data order, noise and augmentation", low=0)
+    attention: str = param(
+        "heads",
+        "attention: prune head dimensions alike in every head "
+        "(heads) or leave q/k/v whole (ignore)",
+        choices=("heads", "ignore"),
+    )
+    steps: int = param(
+        300, "recovery fine-tuning steps (0: none)", low=0, high=1_000_000, search=False
+    )
+    lr: float = param(5e-4, "recovery learning rate (AdamW)", low=1e-7, high=1.0, search=False)
+    batch_size: int = param(32, "recovery batch size", low=1, high=4096, search=False)
+    augment: str = param(
+        distill.DEFAULT_AUGMENT,
+        "data augmentation during recovery: none, all, or crop/color/noise joined with '/'",
+        search=False,
+    )
+    seed: int = param(
+        0, "seed of the Taylor batches, data order, noise and augmentation", low=0, search=False
+    )
 
     always_show = ("ratio",)
 
@@ -84,6 +100,10 @@ def prune_module(
     setup = adapter.prune_setup(module, config.attention)
     torch.manual_seed(config.seed)
     module.eval()
+    # torch-pruning finds what shares a channel by tracing the autograd graph, which a module
+    # whose parameters do not require gradients (frozen, e.g. by a loader) does not build:
+    # nothing would be pruned. ``module`` is the strategy's own copy.
+    module.requires_grad_(True)
     if config.importance == "taylor":
         # Gradients of the task loss on a few training batches feed the Taylor criterion.
         from strategies.augment import AugmentConfig
@@ -118,12 +138,28 @@ def prune_module(
     return setup.notes
 
 
+def example_inputs_reason(adapter: ModelAdapter) -> str | None:
+    """Why the adapter cannot build a real input of the model's denoiser (which tracing the
+    dependency graph needs), in words; None when it can. Runs the text encoder once."""
+    try:
+        adapter.example_inputs(adapter.module(), batch_size=1)
+    except Exception as exc:  # noqa: BLE001 - any failure is the reason, in words
+        pipe = getattr(adapter.model, "pipe", None)
+        return (
+            f"the {adapter.kind} adapter cannot build the denoiser's inputs for "
+            f"{type(pipe).__name__}: {type(exc).__name__}: {exc}"
+        )
+    return None
+
+
 class StructuredPrune(Strategy):
     """Channel pruning with torch-pruning (GroupNorm-, attention- and skip-aware) + recovery."""
 
     name = "prune-structured"
-    summary = ("remove whole channels (torch-pruning; ratio=0.5, importance=magnitude), then "
-               "fine-tune to recover (steps=300)")
+    summary = (
+        "remove whole channels (torch-pruning; ratio=0.5, importance=magnitude), then "
+        "fine-tune to recover (steps=300)"
+    )
     Config = Config
     stage = Strategy.STAGE_ARCHITECTURE
     trains = True
@@ -135,11 +171,23 @@ class StructuredPrune(Strategy):
             return "torch-pruning is not installed (pip install torch-pruning)"
         needs_data = self.config.steps > 0 or self.config.importance == "taylor"
         if needs_data:
+            what = (
+                "fine-tuned meaningfully to recover from pruning"
+                if self.config.steps > 0
+                else "ranked meaningfully by Taylor importance (the training loss's gradients)"
+            )
+            reason = distill.random_weights_reason(model, what)
+            if reason:
+                return (
+                    f"{reason}; prune-structured:steps=0 (importance magnitude or random) "
+                    "prunes without training"
+                )
             reason = distill.training_reason(model)
         else:
             from strategies.adapters.base import adapter_reason, get_adapter
 
             reason = adapter_reason(model) or get_adapter(model).structure_reason()
+            reason = reason or example_inputs_reason(get_adapter(model))
         return reason or super().supports(model)
 
     def incompatible_with(self, other: Strategy) -> str | None:

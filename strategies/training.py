@@ -50,6 +50,13 @@ def training_batches(
     """Endless training batches: augmented images made into the denoiser's inputs."""
     from strategies.augment import augment as apply_augment
 
+    if getattr(model, "random_weights", False):
+        from strategies.base import StrategyError
+
+        raise StrategyError(
+            f"{model.name} has random weights (an architecture model) and no training data: "
+            "nothing can be trained on it"
+        )
     generator = torch.Generator().manual_seed(seed)
     for images, prompts in model.train_batches(batch_size, seed):
         images = images.float()
@@ -88,12 +95,14 @@ def fit(
     grad_clip: float = 1.0,
     weight_decay: float = 0.0,
     show_progress: bool = True,
+    after_step: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train ``module``'s trainable parameters for ``steps`` steps on ``step_loss``.
 
     ``step_loss(batch)`` returns the loss to minimise and its named terms (floats, shown on the
     progress bar). The learning rate warms up linearly over the first ``warmup`` fraction of
-    the steps, then decays on a cosine to a tenth.
+    the steps, then decays on a cosine to a tenth. ``after_step(step)``, when given, runs
+    after every optimizer step (e.g. to update an EMA target network).
     """
     from tqdm.auto import tqdm
 
@@ -130,6 +139,8 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             optimizer.step()
             schedule.step()
+            if after_step is not None:
+                after_step(step)
             for name, value in {"loss": float(loss.detach()), **terms}.items():
                 smooth[name] = value if name not in smooth else 0.95 * smooth[name] + 0.05 * value
             if (step + 1) % log_every == 0 or step + 1 == steps:

@@ -32,6 +32,50 @@ HUB_PROMPTS = (
 )
 
 
+#: Component roles besides the denoiser -> the diffusers pipeline attribute holding them.
+_COMPONENT_ATTRS = {
+    "text_encoder": "text_encoder",
+    "text_encoder_2": "text_encoder_2",
+    "text_encoder_3": "text_encoder_3",
+    "decoder": "vae",
+}
+
+
+def denoiser_of(pipe: Any) -> torch.nn.Module | None:
+    """The pipeline's UNet, else its transformer, else None.
+
+    Tested with ``is not None``: a module's truth value calls ``len()``, which compiled and
+    other wrapped modules (``UNet2DConditionModel`` under ``torch.compile``) do not support.
+    """
+    unet = getattr(pipe, "unet", None)
+    if unet is not None:
+        return unet
+    return getattr(pipe, "transformer", None)
+
+
+def step_callback_args(pipe: Any, step_callback: StepCallback | None) -> dict[str, Any]:
+    """Keyword arguments of ``pipe(...)`` that call ``step_callback(i)`` after every step:
+    ``callback_on_step_end`` where the pipeline has it, else the older ``callback`` with
+    ``callback_steps=1`` (PixArt-Sigma's pipeline)."""
+    if step_callback is None:
+        return {}
+    import inspect
+
+    params = inspect.signature(type(pipe).__call__).parameters
+    if "callback_on_step_end" in params or "callback" not in params:
+
+        def on_step_end(pipe, i, t, kwargs):
+            step_callback(i)
+            return {}
+
+        return {"callback_on_step_end": on_step_end}
+
+    def on_step(i, t, latents):
+        step_callback(i)
+
+    return {"callback": on_step, "callback_steps": 1}
+
+
 @dataclass
 class HubModel(ReferenceModel):
     """A diffusers pipeline with a UNet or a transformer denoiser."""
@@ -47,14 +91,7 @@ class HubModel(ReferenceModel):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         args = {**self.call_args, **call_args}
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-        extra: dict[str, Any] = {}
-        if step_callback is not None:
-
-            def on_step_end(pipe, i, t, kwargs):
-                step_callback(i)
-                return {}
-
-            extra["callback_on_step_end"] = on_step_end
+        extra = step_callback_args(self.pipe, step_callback)
         with torch.inference_mode():
             out = self.pipe(
                 prompt=list(prompts), generator=generators, output_type="pt", **args, **extra
@@ -65,21 +102,22 @@ class HubModel(ReferenceModel):
         return images.float().clamp(0, 1).cpu()
 
     def components(self) -> dict[str, torch.nn.Module]:
-        comps = {}
-        denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
-        comps["denoiser"] = denoiser
-        if getattr(self.pipe, "text_encoder", None) is not None:
-            comps["text_encoder"] = self.pipe.text_encoder
-        if getattr(self.pipe, "vae", None) is not None:
-            comps["decoder"] = self.pipe.vae
+        """``denoiser`` (the UNet or transformer), every text encoder the pipeline has
+        (``text_encoder``, and SDXL's, SD3's and Flux's ``text_encoder_2``/``text_encoder_3``,
+        so that a precision change reaches all of them) and ``decoder`` (the VAE)."""
+        comps = {"denoiser": denoiser_of(self.pipe)}
+        for role, attr in _COMPONENT_ATTRS.items():
+            if getattr(self.pipe, attr, None) is not None:
+                comps[role] = getattr(self.pipe, attr)
         return comps
 
     def set_component(self, role: str, module: torch.nn.Module) -> None:
-        attr = {
-            "denoiser": "unet" if getattr(self.pipe, "unet", None) is not None else "transformer",
-            "text_encoder": "text_encoder",
-            "decoder": "vae",
-        }[role]
+        if role == "denoiser":
+            attr = "unet" if getattr(self.pipe, "unet", None) is not None else "transformer"
+        elif role in _COMPONENT_ATTRS:
+            attr = _COMPONENT_ATTRS[role]
+        else:
+            raise KeyError(f"{self.name} has no component role {role!r}")
         setattr(self.pipe, attr, module)
 
     def prompts(self, n: int) -> tuple[list[str], list[int]]:
@@ -142,7 +180,7 @@ def load_hub(spec: ModelSpec) -> HubModel:
         raise ModelError(f"cannot load {spec.name}: {exc}") from None
     pipe.set_progress_bar_config(disable=True)
     pipe.to(spec.device)
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    denoiser = denoiser_of(pipe)
     if denoiser is None:
         raise ModelError(f"{spec.name} has neither a unet nor a transformer: not a diffusion model")
     kind = "diffusion-unet" if getattr(pipe, "unet", None) is not None else "diffusion-dit"

@@ -24,9 +24,11 @@ or left whole. Afterwards the down/upsamplers' cached channel counts are updated
 
 from __future__ import annotations
 
+import inspect
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from strategies.adapters.base import PruneSetup, Student
@@ -53,6 +55,69 @@ class UNetAdapter(DiffusionAdapter):
         "inner": "the innermost resolution level: its down and up block (BK-SDM-Tiny)",
     }
     default_drop: ClassVar[tuple[str, ...]] = ("inner", "mid")
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        #: Pooled text embeddings per prompt (SDXL), and those of the last encode_prompts call.
+        self._pooled: dict[str, torch.Tensor] = {}
+        self._last_pooled: torch.Tensor | None = None
+
+    # -- the denoiser's inputs ------------------------------------------------------------
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Text embeddings from the pipeline's frozen text encoder(s), cached per prompt.
+
+        Works with every ``encode_prompt`` of diffusers' UNet pipelines: Stable Diffusion's
+        (``num_images_per_prompt`` positional, two results), SDXL's (four results, the third
+        the pooled embedding of its second encoder) and the embedded pipelines'. The pooled
+        embeddings of the last call are kept for :meth:`denoiser_inputs` (SDXL's added
+        conditioning).
+        """
+        missing = sorted({p for p in prompts if p not in self._embeds})
+        if missing:
+            params = inspect.signature(self.pipe.encode_prompt).parameters
+            kwargs: dict[str, Any] = {
+                "device": self.model.device,
+                "do_classifier_free_guidance": False,
+            }
+            if "num_images_per_prompt" in params:
+                kwargs["num_images_per_prompt"] = 1
+            with torch.no_grad():
+                out = self.pipe.encode_prompt(missing, **kwargs)
+            embeds = out[0]
+            pooled = out[2] if len(out) >= 4 else None
+            for i, p in enumerate(missing):
+                self._embeds[p] = embeds[i].detach()
+                if pooled is not None:
+                    self._pooled[p] = pooled[i].detach()
+        self._last_pooled = (
+            torch.stack([self._pooled[p] for p in prompts]) if self._pooled else None
+        )
+        return torch.stack([self._embeds[p] for p in prompts])
+
+    def denoiser_inputs(
+        self, sample: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor
+    ) -> dict[str, Any]:
+        """The UNet's keyword arguments; for SDXL's ``text_time`` added conditioning also the
+        pooled text embedding and the six size/crop numbers (original size, crop top-left,
+        target size, in pixels: the latent size times the VAE's factor, no crop), as
+        ``StableDiffusionXLPipeline`` passes them."""
+        inputs = super().denoiser_inputs(sample, timestep, embeds)
+        config = self.module().config
+        if config.get("addition_embed_type") == "text_time":
+            pooled = self._last_pooled
+            if pooled is None or pooled.shape[0] != sample.shape[0]:
+                raise StrategyError(
+                    "this UNet takes SDXL's added conditioning (text_time) but the pipeline "
+                    "gave no pooled text embedding"
+                )
+            factor = int(getattr(self.pipe, "vae_scale_factor", 8))
+            h, w = int(sample.shape[-2]) * factor, int(sample.shape[-1]) * factor
+            time_ids = torch.tensor([h, w, 0, 0, h, w], dtype=pooled.dtype, device=sample.device)
+            inputs["added_cond_kwargs"] = {
+                "text_embeds": pooled.to(sample.device),
+                "time_ids": time_ids.expand(sample.shape[0], 6),
+            }
+        return inputs
 
     def structure_reason(self) -> str | None:
         from diffusers import UNet2DConditionModel

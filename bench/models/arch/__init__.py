@@ -54,8 +54,84 @@ class ArchFamily:
 FAMILIES: dict[str, ArchFamily] = {
     family.name: family
     for family in (
-        # Entries: ArchFamily("sdxl", "bench.models.arch.sdxl:build", "...", "diffusion-unet",
-        #                     resolution=1024, tiny_resolution=64),
+        # -- diffusion (bench/models/arch/<family>.py) --
+        ArchFamily(
+            "sd15",
+            "bench.models.arch.sd15:build",
+            "Stable Diffusion 1.5 (stable-diffusion-v1-5): 860M UNet, CLIP ViT-L, PNDM, 50 steps",
+            "diffusion-unet",
+            resolution=512,
+            tiny_resolution=64,
+            resolution_multiple=8,
+        ),
+        ArchFamily(
+            "sdxl",
+            "bench.models.arch.sdxl:build",
+            "Stable Diffusion XL base 1.0: 2.6B UNet, CLIP ViT-L + bigG, Euler, 50 steps",
+            "diffusion-unet",
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=8,
+        ),
+        ArchFamily(
+            "sd3",
+            "bench.models.arch.sd3:build",
+            "Stable Diffusion 3 Medium: 2B MMDiT, CLIP L + bigG + T5-XXL, flow Euler, 28 steps",
+            "diffusion-dit",
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=16,
+        ),
+        ArchFamily(
+            "flux",
+            "bench.models.arch.flux:build",
+            "FLUX.1 [dev]: 12B double/single-stream DiT, CLIP L + T5-XXL, guidance-distilled, "
+            "50 steps",
+            "diffusion-dit",
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=16,
+        ),
+        ArchFamily(
+            "pixart-sigma",
+            "bench.models.arch.pixart_sigma:build",
+            "PixArt-Sigma XL/2 1024: 611M DiT, T5-XXL, SDXL VAE, DPM-Solver++, 20 steps",
+            "diffusion-dit",
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=16,
+        ),
+        ArchFamily(
+            "sana",
+            "bench.models.arch.sana:build",
+            "Sana 1600M 1024px: 1.6B linear-attention DiT, Gemma 2 2B, DC-AE f32, flow "
+            "DPM-Solver, 20 steps",
+            "diffusion-dit",
+            resolution=1024,
+            tiny_resolution=128,
+            resolution_multiple=32,
+        ),
+        # -- autoregressive (bench/models/arch/<family>.py, decoded by bench.models.ar_decoding) --
+        ArchFamily(
+            "janus",
+            "bench.models.arch.janus:build",
+            "Janus-Pro 1B (deepseek-community/Janus-Pro-1B): 24 x 2048 Llama, VQ-16 codes, "
+            "24 x 24 image tokens, guidance 5",
+            "autoregressive",
+            resolution=384,
+            tiny_resolution=64,
+            resolution_multiple=None,
+        ),
+        ArchFamily(
+            "emu3",
+            "bench.models.arch.emu3:build",
+            "Emu3-Gen (BAAI/Emu3-Gen): 32 x 4096 Llama-style LM, 184622-token vocabulary, "
+            "90 rows of 90 visual tokens + end-of-line, guidance 3",
+            "autoregressive",
+            resolution=720,
+            tiny_resolution=32,
+            resolution_multiple=None,
+        ),
     )
 }
 

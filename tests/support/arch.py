@@ -1,0 +1,22 @@
+"""The ``arch:<family>@tiny`` models for tests, each loaded once per session (clone before
+changing one)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+#: The diffusion families and their published denoiser sizes (see tests/bench/models/test_arch.py).
+DIFFUSION_FAMILIES = ("sd15", "sdxl", "sd3", "flux", "pixart-sigma", "sana")
+
+
+@cache
+def tiny(family: str):
+    """``arch:<family>@tiny``, loaded through the registry (shared: clone before changing)."""
+    from bench.models.registry import load_model
+
+    return load_model(f"arch:{family}@tiny")
+
+
+def generate(model, steps: int, prompts=("a cat sleeping on a windowsill",), seeds=(0,), **kwargs):
+    """``model.generate`` with ``steps`` denoising steps."""
+    return model.generate(list(prompts), list(seeds), num_inference_steps=steps, **kwargs)
