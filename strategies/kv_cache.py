@@ -2,10 +2,11 @@
 
 With the cache, each decoding step runs the transformer on the one new token and attends to
 the keys and values stored for the earlier ones; without it, every step recomputes the whole
-sequence so far (a prompt token plus up to 63 image tokens here). The tokens are the same
-either way (up to floating-point summation order); only the work per step changes. This
-strategy is the uncached reference run: its slowdown against the baseline is the cache's
-speedup.
+sequence so far (a prompt token plus up to 63 image tokens on ``digits-ar``). The tokens are
+the same either way (up to floating-point summation order); only the work per step changes.
+This strategy is the uncached reference run: its slowdown against the baseline is the
+cache's speedup. The decoding algorithms that feed several tokens per pass (``zipar``,
+``sjd``, ``speculative``) need the cache and refuse to share a stack with it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ class NoKVCache(Strategy):
         if other.name == "speculative":
             return (
                 "speculative decoding verifies draft tokens against the target's KV cache and "
-                "crops it after each rejection, so it needs the cache on"
+                "drops rejected drafts from it, so it needs the cache on"
             )
+        if other.name in ("zipar", "sjd"):
+            return f"{other.name} feeds only new tokens each pass and attends to the KV cache"
         return None
 
     def apply(self, model):

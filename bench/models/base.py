@@ -3,6 +3,16 @@
 A :class:`ReferenceModel` wraps a loaded generator. Strategies change the modules it exposes
 (``denoiser``, ``text_encoder``, ``decoder``) or the call arguments it generates with; the
 harness only calls :meth:`ReferenceModel.generate`.
+
+Autoregressive image-token models (``kind == "autoregressive"``) also answer the *token
+protocol*, so that decoding and training strategies never import a model's module:
+:attr:`~ReferenceModel.tokens_per_image`, :attr:`~ReferenceModel.token_grid`,
+:meth:`~ReferenceModel.decoding_reason` and :meth:`~ReferenceModel.set_decoder` (the
+decoding hook: a decoder from :mod:`bench.models.ar_decoding` or a strategy replaces plain
+token-by-token decoding), :meth:`~ReferenceModel.default_draft` (the draft network of
+speculative decoding), :meth:`~ReferenceModel.token_batches` and
+:meth:`~ReferenceModel.token_sequences` (token sequences for training). Every other model
+keeps the defaults below, which say in words that it has none of these.
 """
 
 from __future__ import annotations
@@ -120,6 +130,71 @@ class ReferenceModel(ABC):
         """A classifier of the domain (logits over classes) used for prompt adherence and
         as the feature extractor of FID/KID; None where the domain has none."""
         return None
+
+    # -- the token protocol (autoregressive image-token models) ------------------------
+    @property
+    def tokens_per_image(self) -> int | None:
+        """Tokens generated per image by a token model; None for models that do not
+        generate tokens."""
+        return None
+
+    @property
+    def token_grid(self) -> tuple[int, int] | None:
+        """(rows, cols) of the image-token grid a token model writes in raster order;
+        None for models without one."""
+        return None
+
+    def decoding_reason(self) -> str | None:
+        """Why :meth:`set_decoder` cannot be used on this model, in words; None when it can
+        (the model decodes through :mod:`bench.models.ar_decoding`)."""
+        return (
+            f"{self.name} ({self.kind}) does not generate image tokens one decoding step at a "
+            "time, so it has no decoding loop to replace"
+        )
+
+    def set_decoder(self, decoder: Any) -> None:
+        """Decode with ``decoder`` (an :class:`bench.models.ar_decoding.Decoder`; None:
+        plain autoregressive decoding) from now on.
+
+        Raises:
+            NotImplementedError: the model has no decoding loop (see :meth:`decoding_reason`).
+        """
+        raise NotImplementedError(self.decoding_reason())
+
+    def default_draft(self) -> torch.nn.Module:
+        """A fresh draft network for speculative decoding (smaller than the model's own
+        network, same vocabulary), as shipped with the model.
+
+        Raises:
+            NotImplementedError: the model has no draft; the message says why.
+            FileNotFoundError: the draft's weights are missing; the message names the
+                command that makes them.
+        """
+        raise NotImplementedError(
+            f"{self.name} ({self.kind}) has no draft model: speculative decoding needs a "
+            "token model with a smaller draft network"
+        )
+
+    def token_batches(self, batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]:
+        """Endless shuffled batches of training token sequences ``(batch, length)`` (prompt
+        tokens, then image tokens) of a token model.
+
+        Raises:
+            NotImplementedError: the model has no token training data.
+        """
+        raise NotImplementedError(f"{self.name} ({self.kind}) has no token training data")
+
+    def token_sequences(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """Training token sequences ``(N, length)`` of a token model for ``images`` (float
+        NCHW in [0, 1], e.g. from :meth:`train_batches`, possibly augmented) and their
+        ``prompts``.
+
+        Raises:
+            NotImplementedError: the model cannot turn images into its tokens.
+        """
+        raise NotImplementedError(
+            f"{self.name} ({self.kind}) cannot turn images into training token sequences"
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def clone(self) -> ReferenceModel:

@@ -50,6 +50,14 @@ MODELS: dict[str, ModelInfo] = {
             "autoregressive",
             resolution=16,
         ),
+        ModelInfo(
+            "digits-ar-large",
+            "bench.models.digits_ar:load_large",
+            "digits-ar at 12 layers x 384 (23M params) with a 2 x 128 draft: a target ~20x its "
+            "draft's cost per token, where speculative decoding pays off (embedded)",
+            "autoregressive",
+            resolution=16,
+        ),
     )
 }
 

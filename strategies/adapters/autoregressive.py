@@ -1,13 +1,15 @@
 """The adapter for decoder-only transformers (model kind ``autoregressive``: ``digits-ar``).
 
 The module is a transformers ``LlamaForCausalLM`` writing an image as tokens after a prompt
-token.
+token. The adapter reaches the model only through the token protocol of
+:class:`bench.models.base.ReferenceModel` (``token_sequences``, ``token_batches``).
 
 Training (distillation, pruning recovery): the model's task loss is next-token cross-entropy
-on the image tokens, as in ``bench/training/train_digits_ar.py``. Training images arrive as
-float images (so the shared augmentations, crop/colour/noise, apply to them) and are turned
-back into tokens by the least-squares inverse of the model's 8x8 -> 16x16 upsampling, rounded
-to the 17 pixel levels: exact for real digits, the nearest token image for augmented ones.
+on the image tokens, as the embedded models are trained. Training images arrive as
+float images (so the shared augmentations, crop/colour/noise, apply to them) and the model
+turns them back into token sequences (``model.token_sequences``; for the digits models the
+least-squares inverse of the 8x8 -> 16x16 upsampling, rounded to the 17 pixel levels: exact
+for real digits, the nearest token image for augmented ones).
 
 The module's output is its logits, centred over the vocabulary (softmax and cross-entropy do
 not change): the shared output-distillation loss (MSE between student and teacher outputs)
@@ -41,16 +43,6 @@ from strategies.adapters.base import ModelAdapter, PruneSetup, Student, TrainBat
 from strategies.base import StrategyError
 
 
-def _upsample_matrix() -> torch.Tensor:
-    """The linear map (256, 64) of :mod:`bench.data`'s 8x8 -> 16x16 bilinear upsampling."""
-    from bench.data import IMAGE_SIZE
-    from bench.models.digits_ar import GRID
-
-    basis = torch.eye(GRID * GRID).reshape(-1, 1, GRID, GRID)
-    up = F.interpolate(basis, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-    return up.reshape(GRID * GRID, -1).T.double()
-
-
 class AutoregressiveAdapter(ModelAdapter):
     """Students, pruning and the training task of a ``LlamaForCausalLM`` image-token model."""
 
@@ -63,7 +55,6 @@ class AutoregressiveAdapter(ModelAdapter):
 
     def __init__(self, model) -> None:
         super().__init__(model)
-        self._pinv: torch.Tensor | None = None
         self._rope = _RopeDims()
 
     def structure_reason(self) -> str | None:
@@ -83,31 +74,21 @@ class AutoregressiveAdapter(ModelAdapter):
     def training_reason(self) -> str | None:
         if not hasattr(self.model, "prompts"):
             return f"{self.model.name} has no prompts"
-        return super().training_reason()
-
-    # -- tokens --------------------------------------------------------------------------
-    def images_to_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Float images (N, 1, 16, 16) in [0, 1] -> (N, 64) pixel tokens: the least-squares
-        inverse of the upsampling, rounded to the nearest of the 17 levels."""
-        from bench.models.digits_ar import NUM_LEVELS
-
-        if self._pinv is None:
-            self._pinv = torch.linalg.pinv(_upsample_matrix())
-        flat = images.detach().cpu().double().reshape(images.shape[0], -1)
-        levels = (flat @ self._pinv.T) * (NUM_LEVELS - 1)
-        return levels.round().clamp(0, NUM_LEVELS - 1).long()
-
-    def _sequences(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        from bench.models.digits_ar import prompt_token
-
-        prompt = torch.tensor([[prompt_token(p)] for p in prompts])
-        return torch.cat([prompt, self.images_to_tokens(images)], dim=1).to(self.model.device)
+        reason = super().training_reason()
+        if reason:
+            return reason
+        try:
+            images, prompts = next(iter(self.model.train_batches(1, 0)))
+            self.model.token_sequences(images, prompts)
+        except NotImplementedError as exc:
+            return str(exc)
+        return None
 
     # -- training ------------------------------------------------------------------------
     def make_batch(
         self, images: torch.Tensor, prompts: list[str], generator: torch.Generator
     ) -> TrainBatch:
-        seqs = self._sequences(images, prompts)
+        seqs = self.model.token_sequences(images, prompts)
         return TrainBatch(
             inputs={"input_ids": seqs[:, :-1], "use_cache": False}, target=seqs[:, 1:]
         )
@@ -122,12 +103,11 @@ class AutoregressiveAdapter(ModelAdapter):
         return F.cross_entropy(output.float().reshape(-1, output.shape[-1]), batch.target.reshape(-1))
 
     def example_inputs(self, module: nn.Module, batch_size: int = 1) -> dict[str, Any]:
-        """The first ``batch_size`` real token sequences of the training split."""
-        from bench.models.digits_ar import sequences
-
-        seqs, _ = sequences("generator")
+        """``batch_size`` real token sequences of the model's training data (the first batch
+        of ``model.token_batches`` with seed 0)."""
+        seqs = next(iter(self.model.token_batches(batch_size, 0)))
         device = next(module.parameters()).device
-        return {"input_ids": seqs[:batch_size, :-1].to(device), "use_cache": False}
+        return {"input_ids": seqs[:, :-1].to(device), "use_cache": False}
 
     # -- distillation --------------------------------------------------------------------
     def build_student(self, teacher: nn.Module, drop: tuple[str, ...]) -> Student:

@@ -28,9 +28,10 @@ def test_refuses_a_diffusion_model_with_the_reason(digits_unet):
     assert reason and "KV cache" in reason and "diffusion" in reason
 
 
-def test_cannot_be_stacked_with_speculative_decoding():
+@pytest.mark.parametrize("other", ["speculative", "zipar", "sjd"])
+def test_cannot_be_stacked_with_decoders_that_need_the_cache(other):
     with pytest.raises(StrategyError, match="KV cache"):
-        parse_stack("no-kv-cache+speculative")
+        parse_stack(f"no-kv-cache+{other}")
 
 
 def test_apply_turns_the_cache_off_and_says_so():
@@ -52,6 +53,7 @@ def test_uncached_steps_recompute_the_whole_sequence():
         hook.remove()
     assert lengths[True] == [1] * 64  # the prompt, then one new token per step
     assert lengths[False] == list(range(1, 65))  # everything so far, every step
+    assert model.notes["decoding"]["forward_passes"] == 128
 
 
 def test_cache_off_gives_the_same_tokens_as_cache_on_tiny():
@@ -63,13 +65,17 @@ def test_cache_off_gives_the_same_tokens_as_cache_on_tiny():
         model.generate(prompts, [0, 1, 2], do_sample=True),
         uncached.generate(prompts, [0, 1, 2], do_sample=True),
     )
+    assert torch.equal(
+        model.generate(prompts, [0, 1, 2], do_sample=False),
+        uncached.generate(prompts, [0, 1, 2], do_sample=False),
+    )
 
 
 def test_cache_off_gives_the_same_tokens_as_cache_on_shipped(shipped):
     prompts = ["a handwritten 2", "a handwritten 9"]
     uncached = parse_stack("no-kv-cache").apply(shipped.clone())
-    # batched=True: both images in one generate call, with and without the cache.
+    # Both images in one batch, greedy, with and without the cache.
     assert torch.equal(
-        shipped.generate(prompts, [0, 1], batched=True),
-        uncached.generate(prompts, [0, 1], batched=True),
+        shipped.generate(prompts, [0, 1], do_sample=False),
+        uncached.generate(prompts, [0, 1], do_sample=False),
     )

@@ -13,16 +13,30 @@ from strategies.adapters.base import get_adapter
 from tests.support.tiny_ar import tiny_model
 
 
-def test_images_back_to_tokens_is_exact_on_real_digits():
-    from bench.data import load_split
+def test_images_back_to_token_sequences_is_exact_on_real_digits():
+    from bench.data import load_split, prompt_for
 
-    adapter = get_adapter(tiny_model())
-    images8, _ = digits_ar.raw_split("heldout")
+    model = tiny_model()
+    images8, labels = digits_ar.raw_split("heldout")
     real = torch.from_numpy(load_split("heldout").images.copy())
-    assert torch.equal(adapter.images_to_tokens(real), digits_ar.images_to_tokens(images8))
+    prompts = [prompt_for(int(d)) for d in labels]
+    seqs = model.token_sequences(real, prompts)
+    assert torch.equal(seqs[:, 1:], digits_ar.images_to_tokens(images8))
+    assert torch.equal(seqs[:, 0], torch.as_tensor(labels) + digits_ar.PROMPT_TOKEN_OFFSET)
     noisy = (real + 0.1 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    tokens = adapter.images_to_tokens(noisy)
+    tokens = model.token_sequences(noisy, prompts)[:, 1:]
     assert tokens.min() >= 0 and tokens.max() <= 16
+
+
+def test_the_adapter_uses_the_token_protocol_only():
+    import inspect
+
+    from strategies.adapters import autoregressive
+
+    assert "digits_ar" not in inspect.getsource(autoregressive)
+    adapter = get_adapter(tiny_model())
+    inputs = adapter.example_inputs(tiny_model().lm, batch_size=3)
+    assert inputs["input_ids"].shape == (3, 64)
 
 
 def test_batches_and_task_loss():

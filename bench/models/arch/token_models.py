@@ -1,0 +1,291 @@
+"""What the autoregressive architecture families (``arch:janus``, ``arch:emu3``) share: the model
+class around a transformers image-token model, decoded by our own loop
+(:mod:`bench.models.ar_decoding`) so that ``zipar``, ``sjd`` and ``speculative`` run on them
+exactly as on ``digits-ar``.
+
+A family module describes its model with a :class:`TokenFamily` (how prompts become tokens,
+how the network is run, the token grid, how tokens become an image, how a draft is built) and
+builds an :class:`ArchTokenModel`. Weights are random, so the images mean nothing: quality is
+unavailable except fidelity to the same model's baseline (numerical deviation); latency,
+memory and energy are real.
+
+Tokens become an image through the model's own VQ decoder (``decode_image_tokens``), as the
+real pipelines do: it is part of what one generation call costs, and cheap next to decoding
+(one decoder pass per image against hundreds of transformer passes).
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import torch
+
+from bench.models import ar_decoding
+from bench.models.base import ReferenceModel, StepCallback
+
+#: Generation arguments the autoregressive architecture models take.
+CALL_ARG_NAMES = frozenset(
+    {"do_sample", "temperature", "top_k", "guidance_scale", "use_cache", "batched"}
+)
+
+
+class TokenFamily(ABC):
+    """How one autoregressive architecture family is tokenized, run and decoded."""
+
+    #: (rows, cols) of the token grid the model writes in raster order.
+    grid: tuple[int, int]
+
+    @abstractmethod
+    def prompt_tokens(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conditional, unconditional) prompt token ids, both ``(B, P)``: the real model's
+        generation prompt and the one classifier-free guidance runs against."""
+
+    @abstractmethod
+    def network(self, module: torch.nn.Module) -> ar_decoding.TokenNetwork:
+        """``module`` (the model, or a draft) as the decoding loop runs it."""
+
+    @abstractmethod
+    def images(self, module: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """Decoded image-token indices ``(B, rows * cols)`` as float images in [0, 1]."""
+
+    @abstractmethod
+    def draft(self, module: torch.nn.Module, seed: int) -> torch.nn.Module:
+        """A smaller draft network of the same class for speculative decoding."""
+
+    def constrain(self, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Logits with tokens a grid position may not hold set to -inf (default: none)."""
+        return logits
+
+
+@dataclass
+class ArchTokenModel(ReferenceModel):
+    """A transformers image-token model built from a published configuration, random weights.
+
+    Attributes (besides :class:`~bench.models.base.ReferenceModel`'s):
+        family_spec: the family's :class:`TokenFamily`.
+        network_module: the transformers model (role ``denoiser``).
+        assistant: the draft (role ``draft``), once speculative decoding attached one.
+        decoder: the installed decoding algorithm (None: plain autoregressive).
+        family, size, reproduces, note: what is built, for the record.
+        seed: the seed of the random weights (the draft's weights derive from it).
+    """
+
+    family_spec: Any = field(default=None, repr=False)
+    network_module: Any = field(default=None, repr=False)
+    assistant: Any = field(default=None, repr=False)
+    decoder: Any = field(default=None, repr=False)
+    family: str = ""
+    size: str = "full"
+    reproduces: str = ""
+    note: str = ""
+    seed: int = 0
+
+    # -- generation -------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        step_callback: StepCallback | None = None,
+        **call_args: Any,
+    ) -> torch.Tensor:
+        """One image per (prompt, seed), float NCHW in [0, 1] on the CPU, decoded by the
+        installed decoder with classifier-free guidance (``guidance_scale`` > 1) as the real
+        model generates."""
+        if len(prompts) != len(seeds):
+            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+        args = {**self.call_args, **call_args}
+        ar_decoding.check_call_args(args, CALL_ARG_NAMES, self.name)
+        spec: TokenFamily = self.family_spec
+        cond, uncond = spec.prompt_tokens(prompts)
+        cond, uncond = cond.to(self.device), uncond.to(self.device)
+        scale = float(args.get("guidance_scale", 1.0) or 1.0)
+
+        def wrap(module):
+            net = spec.network(module)
+            return ar_decoding.GuidedNetwork(net, scale, uncond) if scale > 1 else net
+
+        decoder = self.decoder if self.decoder is not None else ar_decoding.AUTOREGRESSIVE
+        tokens, stats = ar_decoding.run_decoder(
+            decoder, cond, list(seeds), spec.grid, wrap(self.network_module), args,
+            draft=wrap(self.assistant) if self.assistant is not None else None,
+            step_callback=step_callback, constrain=spec.constrain,
+            batched=bool(args.get("batched", True)),
+        )
+        ar_decoding.merge_stats(self.notes.setdefault("decoding", {}), stats)
+        with torch.no_grad():
+            return spec.images(self.network_module, tokens).float().cpu()
+
+    def clone(self) -> ArchTokenModel:
+        """A deep copy whose decoding counts start from zero."""
+        twin = super().clone()
+        twin.notes.pop("decoding", None)
+        return twin  # type: ignore[return-value]
+
+    # -- the token protocol ---------------------------------------------------------------
+    @property
+    def tokens_per_image(self) -> int:
+        """Tokens generated per image (the whole grid)."""
+        rows, cols = self.family_spec.grid
+        return rows * cols
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, cols) of the token grid, raster order."""
+        return tuple(self.family_spec.grid)  # type: ignore[return-value]
+
+    def decoding_reason(self) -> str | None:
+        """None: decoded by :mod:`bench.models.ar_decoding`."""
+        return None
+
+    def set_decoder(self, decoder: Any) -> None:
+        """Decode with ``decoder`` (None: plain autoregressive decoding)."""
+        self.decoder = decoder
+        self.notes.pop("decoding", None)
+
+    def default_draft(self) -> torch.nn.Module:
+        """A smaller random draft of the same class (see the family module)."""
+        return self.family_spec.draft(self.network_module, self.seed)
+
+    # -- what strategies may change ----------------------------------------------------
+    def components(self) -> dict[str, torch.nn.Module]:
+        """``denoiser``: the transformers model; ``draft`` once one is attached."""
+        out = {"denoiser": self.network_module}
+        if self.assistant is not None:
+            out["draft"] = self.assistant
+        return out
+
+    def set_component(self, role: str, module: torch.nn.Module | None) -> None:
+        if role == "denoiser":
+            if module is None:
+                raise ValueError("the denoiser cannot be removed")
+            self.network_module = module
+        elif role == "draft":
+            self.assistant = module
+        else:
+            raise KeyError(f"{self.name} has no component {role!r}; it has ['denoiser', 'draft']")
+        self.notes.pop("decoding", None)
+
+    # -- data (none: random weights) ------------------------------------------------------
+    def prompts(self, n: int) -> tuple[list[str], list[int]]:
+        from bench.models.hub import HUB_PROMPTS
+
+        return [HUB_PROMPTS[i % len(HUB_PROMPTS)] for i in range(n)], [
+            i % len(HUB_PROMPTS) for i in range(n)
+        ]
+
+    def real_images(self, split: str = "heldout") -> torch.Tensor:
+        from bench.models.arch.diffusion import NO_DATA
+        from bench.models.registry import ModelError
+
+        raise ModelError(f"{self.name}: {NO_DATA}")
+
+    def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        from bench.models.arch.diffusion import NO_DATA
+        from bench.models.registry import ModelError
+
+        raise ModelError(f"{self.name}: {NO_DATA}")
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        decoder = self.decoder if self.decoder is not None else ar_decoding.AUTOREGRESSIVE
+        info.update(
+            family=self.family,
+            size=self.size,
+            reproduces=self.reproduces,
+            tokens_per_image=self.tokens_per_image,
+            token_grid=list(self.token_grid),
+            decoder=decoder.describe() if hasattr(decoder, "describe") else decoder.name,
+            architecture=f"{self.reproduces} ("
+            + ("published sizes" if self.size == "full" else "tiny variant: same classes and "
+               "layouts, scaled down") + "), random weights",
+        )
+        if self.note:
+            info["note"] = self.note
+        if self.assistant is not None:
+            info["draft_params"] = sum(p.numel() for p in self.assistant.parameters())
+        return info
+
+
+def component_seed(seed: int, component: str) -> int:
+    """The random seed of one component (independent of the others' build order)."""
+    return seed * 1_000_003 + zlib.crc32(component.encode())
+
+
+def copy_matching(source: torch.nn.Module, target: torch.nn.Module,
+                  rename: Callable[[str], str | None]) -> int:
+    """Copy into ``target`` every tensor whose name ``rename`` maps to a tensor of the same
+    shape in ``source``; returns the number of elements copied."""
+    src = source.state_dict()
+    state = target.state_dict()
+    copied = 0
+    for key in state:
+        name = rename(key)
+        if name is not None and name in src and src[name].shape == state[key].shape:
+            state[key] = src[name].detach().clone()
+            copied += state[key].numel()
+    target.load_state_dict(state)
+    return copied
+
+
+def layer_renamer(prefix: str, layers: Sequence[int]) -> Callable[[str], str | None]:
+    """Map a draft's ``{prefix}.{i}.`` tensors to the target's ``{prefix}.{layers[i]}.``."""
+    def rename(key: str) -> str | None:
+        if key.startswith(prefix + "."):
+            rest = key[len(prefix) + 1:]
+            index, _, tail = rest.partition(".")
+            return f"{prefix}.{layers[int(index)]}.{tail}"
+        return key
+
+    return rename
+
+
+# -- an offline tokenizer --------------------------------------------------------------------
+@cache
+def text_tokenizer(vocab_size: int = 1024):
+    """A byte-level BPE tokenizer (the algorithm of DeepSeek's and Qwen's tokenizers, which
+    Janus and Emu3 use), learned here from the benchmark prompts so nothing is downloaded;
+    every prompt word is one token. Ids start at 0; the families offset them into their own
+    vocabularies."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from bench.models.hub import HUB_PROMPTS
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(HUB_PROMPTS), trainer=trainer)
+    return tok
+
+
+def encode_text(text: str) -> list[int]:
+    """Token ids (from 0) of ``text`` under :func:`text_tokenizer`."""
+    return list(text_tokenizer().encode(text).ids)
+
+
+def pad_left(rows: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
+    """Token id lists as one ``(B, P)`` tensor, shorter rows left-padded with ``pad`` (which
+    the model attends to like any token: prompts of one call have one length)."""
+    width = max(len(r) for r in rows)
+    return torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
+
+
+__all__ = [
+    "CALL_ARG_NAMES",
+    "ArchTokenModel",
+    "TokenFamily",
+    "component_seed",
+    "copy_matching",
+    "encode_text",
+    "layer_renamer",
+    "pad_left",
+    "text_tokenizer",
+]
