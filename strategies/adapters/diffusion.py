@@ -96,6 +96,12 @@ class DiffusionAdapter(ModelAdapter):
         return self.denoiser_inputs(sample, timestep, embeds)
 
     # -- the task --------------------------------------------------------------------------
+    def noise_scheduler(self) -> Any:
+        """The training-time view of the pipeline's noise schedule: a diffusers
+        ``DDPMScheduler`` built from the pipeline scheduler's config (``alphas_cumprod``,
+        ``prediction_type``, ``add_noise``)."""
+        return self._scheduler()
+
     def _scheduler(self):
         if self._train_scheduler is None:
             from diffusers import DDPMScheduler
