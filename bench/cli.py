@@ -110,8 +110,8 @@ def describe_cmd(name: str) -> None:
 @click.option("--max-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="Stop adding calls after this many timed seconds (caps --target-ci).")
 @click.option("--target-ci", default=None, metavar="PCT",
-              help="Keep measuring until every speedup's 95%% interval is within +-PCT of it "
-                   "(e.g. 5%%), or --max-seconds pass.")
+              help="Keep measuring until every speedup's 95% interval is within +-PCT of it "
+                   "(e.g. 5%), or --max-seconds pass.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
               help="Untimed warm-up calls per stack before timing.")
 @click.option("--block", default=1, show_default=True, type=click.IntRange(min=1),
