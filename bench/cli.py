@@ -118,8 +118,10 @@ def describe_cmd(name: str) -> None:
               help="Interleaved: calls of one stack in a row within a round.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads (default: one per core). Use 1 when other work shares the CPU.")
-@click.option("-q", "--quality-images", default=200, show_default=True,
-              type=click.IntRange(min=0), help="Images generated apart from the timing for quality.")
+@click.option("-q", "--quality-images", default=None, type=click.IntRange(min=0),
+              help="Images generated apart from the timing for quality (default: 200; 16 on "
+                   "random-weight arch: models, where only fidelity to their baseline means "
+                   "something).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Run directory (default: runs/<model>-<time>).")
 @click.option("--baseline-src", type=click.Path(exists=True, file_okay=False, path_type=Path),

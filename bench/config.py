@@ -7,7 +7,7 @@ no torch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,19 @@ from bench.quality.config import QualityConfig
 DEFAULT_STRATEGIES = ("baseline", "bf16", "steps:n=10", "scheduler:name=dpm-solver+steps:n=10")
 #: ``--schedule`` values: ``auto`` interleaves when every stack fits in memory at once.
 SCHEDULES = ("auto", "interleaved", "sequential")
+#: Quality images of a model with data: enough for FID/KID and adherence to settle.
+QUALITY_IMAGES = 200
+#: Quality images of a random-weight (``arch:``) model: only fidelity to its own baseline
+#: means something there, and a few images show it.
+RANDOM_WEIGHT_QUALITY_IMAGES = 16
+
+
+def default_quality_images(random_weights: bool) -> int:
+    """Quality images a run generates per stack unless told: :data:`QUALITY_IMAGES`, or
+    :data:`RANDOM_WEIGHT_QUALITY_IMAGES` on a random-weight model (capped in a smoke run)."""
+    from bench import smoke
+
+    return smoke.cap("quality_images", RANDOM_WEIGHT_QUALITY_IMAGES if random_weights else QUALITY_IMAGES)
 
 
 @dataclass(frozen=True)
@@ -73,7 +86,8 @@ class RunConfig:
         batch_size: images per generation call in the timed loop.
         steps: denoising steps of the reference (None: the model's default).
         timing: warm-up and stop rule.
-        quality_images: images generated (apart from the timed loop) for quality metrics.
+        quality_images: images generated (apart from the timed loop) for quality metrics;
+            None: the model's default (:func:`default_quality_images`).
         seed: seed of the first image; image i uses seed + i.
         sample_interval_s: sampler polling interval.
         out_dir: the run directory.
@@ -101,7 +115,7 @@ class RunConfig:
     batch_size: int = 8
     steps: int | None = None
     timing: TimingConfig = field(default_factory=TimingConfig)
-    quality_images: int = 200
+    quality_images: int | None = None
     seed: int = 0
     sample_interval_s: float = 0.05
     out_dir: Path = Path("runs/latest")
@@ -125,7 +139,7 @@ class RunConfig:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.quality_images < 0:
+        if self.quality_images is not None and self.quality_images < 0:
             raise ValueError(f"quality images must be >= 0, got {self.quality_images}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
@@ -141,10 +155,19 @@ class RunConfig:
         if self.baseline_src is not None and self.schedule == "sequential":
             raise ValueError("code against code (baseline_src) is always interleaved")
 
+    def for_model(self, model: Any) -> RunConfig:
+        """This config with the model's defaults filled in (``quality_images``)."""
+        if self.quality_images is not None:
+            return self
+        return replace(self, quality_images=default_quality_images(bool(getattr(model, "random_weights", False))))
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["out_dir"] = str(self.out_dir)
         return data
 
 
-__all__ = ["DEFAULT_STRATEGIES", "SCHEDULES", "RunConfig", "TimingConfig"]
+__all__ = [
+    "DEFAULT_STRATEGIES", "QUALITY_IMAGES", "RANDOM_WEIGHT_QUALITY_IMAGES", "SCHEDULES", "RunConfig",
+    "TimingConfig", "default_quality_images",
+]

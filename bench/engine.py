@@ -175,8 +175,8 @@ class Engine:
             raise EngineError(f"no requested stack can run on {self.config.model}:\n{lines}")
 
     def _run_local(self, stacks, refused: dict[str, str]) -> RunResult:
-        cfg = self.config
         base, load_s = self._load()
+        cfg = self.config = self.config.for_model(base)
         unsupported = dict(refused)
         for stack in stacks:
             if stack.spec in unsupported:
@@ -541,6 +541,7 @@ class Engine:
         t0 = time.perf_counter()
         base = load_model(ModelSpec(cfg.model, device=cfg.device))  # prompts and scoring
         load_s = time.perf_counter() - t0
+        cfg = self.config = self.config.for_model(base)
         if cfg.steps is not None:
             base.call_args["num_inference_steps"] = cfg.steps
         timed_prompts, _ = base.prompts(cfg.batch_size)

@@ -40,7 +40,8 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, param
+from strategies.base import StrategyConfig, param
+from strategies.decoding import DecodingStrategy
 
 
 @dataclass(frozen=True)
@@ -147,32 +148,14 @@ class SJDDecoder:
                 proposal[idx, i] = q
 
 
-class SJD(Strategy):
+class SJD(DecodingStrategy):
     """Decode with speculative Jacobi decoding (training-free, distribution-preserving)."""
 
     name = "sjd"
     summary = "speculative Jacobi decoding: score a block of guessed tokens per pass (training-free)"
     Config = Config
-    stage = Strategy.STAGE_SAMPLING
-    exclusive_group = "decoding"
-
-    def supports(self, model) -> str | None:
-        if model.kind != "autoregressive":
-            return (
-                f"{model.name} ({model.kind}) does not decode token by token: Jacobi decoding "
-                "guesses the next tokens of an autoregressive model"
-            )
-        reason = model.decoding_reason()
-        if reason:
-            return reason
-        if model.call_args.get("use_cache") is False:
-            return "speculative Jacobi decoding needs the KV cache (it drops rejected guesses)"
-        return super().supports(model)
-
-    def incompatible_with(self, other: Strategy) -> str | None:
-        if other.name == "no-kv-cache":
-            return "speculative Jacobi decoding decodes with the KV cache"
-        return None
+    needs = "Jacobi decoding guesses the next tokens of an autoregressive model"
+    cache_use = "it drops rejected guesses from it"
 
     def apply(self, model):
         model.set_decoder(SJDDecoder(self.config.block))

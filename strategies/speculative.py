@@ -41,7 +41,8 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, StrategyError, param
+from strategies.base import StrategyConfig, StrategyError, param
+from strategies.decoding import DecodingStrategy
 
 
 @dataclass(frozen=True)
@@ -244,26 +245,16 @@ class SpeculativeDecoder:
         draft.hide(start, drop)
 
 
-class Speculative(Strategy):
+class Speculative(DecodingStrategy):
     """Attach the distilled draft model and decode with :class:`SpeculativeDecoder`."""
 
     name = "speculative"
     summary = "speculative decoding with the distilled draft model (batched, our own loop)"
     Config = Config
-    stage = Strategy.STAGE_SAMPLING
-    exclusive_group = "decoding"
+    needs = "speculative decoding needs an autoregressive model whose next tokens a draft can propose"
+    cache_use = "it verifies draft tokens against it and drops rejected ones"
 
-    def supports(self, model) -> str | None:
-        if model.kind != "autoregressive":
-            return (
-                f"{model.name} ({model.kind}) does not decode token by token: speculative "
-                "decoding needs an autoregressive model whose next tokens a draft can propose"
-            )
-        reason = model.decoding_reason()
-        if reason:
-            return reason
-        if model.call_args.get("use_cache") is False:
-            return "speculative decoding needs the KV cache (it drops rejected drafts from it)"
+    def supports_decoding(self, model) -> str | None:
         if self.config.draft == "distill":
             from strategies import distill
             from strategies.adapters.base import get_adapter
@@ -275,11 +266,6 @@ class Speculative(Strategy):
                 get_adapter(model).parse_drop(self.config.student_drop)
             except StrategyError as exc:
                 return str(exc)
-        return super().supports(model)
-
-    def incompatible_with(self, other: Strategy) -> str | None:
-        if other.name == "no-kv-cache":
-            return "speculative decoding verifies draft tokens against the KV cache"
         return None
 
     def apply(self, model):

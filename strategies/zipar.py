@@ -46,7 +46,8 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, param
+from strategies.base import StrategyConfig, param
+from strategies.decoding import DecodingStrategy
 
 
 @dataclass(frozen=True)
@@ -187,33 +188,18 @@ class ZipARDecoder:
         s.stats.tokens += b * rows * cols
 
 
-class ZipAR(Strategy):
+class ZipAR(DecodingStrategy):
     """Decode the rows of the image-token grid in parallel (ZipAR, training-free)."""
 
     name = "zipar"
     summary = "ZipAR parallel decoding: start each row once the row above leads by `window` tokens"
     Config = Config
-    stage = Strategy.STAGE_SAMPLING
-    exclusive_group = "decoding"
+    needs = "ZipAR decodes the rows of an autoregressive model's grid of tokens in raster order"
+    cache_use = "each pass feeds only the newest token of each row"
 
-    def supports(self, model) -> str | None:
-        if model.kind != "autoregressive":
-            return (
-                f"{model.name} ({model.kind}) does not write an image as a grid of tokens in "
-                "raster order: ZipAR decodes the rows of an autoregressive model's token grid"
-            )
-        reason = model.decoding_reason()
-        if reason:
-            return reason
+    def supports_decoding(self, model) -> str | None:
         if model.token_grid is None or model.token_grid[0] < 2:
             return f"{model.name} has no token grid of several rows to decode in parallel"
-        if model.call_args.get("use_cache") is False:
-            return "ZipAR needs the KV cache (each pass feeds only the newest token of each row)"
-        return super().supports(model)
-
-    def incompatible_with(self, other: Strategy) -> str | None:
-        if other.name == "no-kv-cache":
-            return "ZipAR decodes with the KV cache"
         return None
 
     def apply(self, model):

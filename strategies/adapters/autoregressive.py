@@ -39,7 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strategies.adapters.base import ModelAdapter, PruneSetup, Student, TrainBatch
+from strategies.adapters.base import (
+    ModelAdapter,
+    PruneSetup,
+    Student,
+    TrainBatch,
+    copy_kept_layers,
+)
 from strategies.base import StrategyError
 
 
@@ -131,20 +137,7 @@ class AutoregressiveAdapter(ModelAdapter):
         param = next(teacher.parameters())
         student.to(device=param.device, dtype=param.dtype)
 
-        t_state = teacher.state_dict()
-        state = student.state_dict()
-        copied = 0
-        for key in state:
-            source = key
-            if key.startswith("model.layers."):
-                parts = key.split(".")
-                parts[2] = str(kept[int(parts[2])])
-                source = ".".join(parts)
-            if source not in t_state or t_state[source].shape != state[key].shape:
-                raise StrategyError(f"student tensor {key} has no teacher counterpart {source}")
-            state[key] = t_state[source].detach().clone()
-            copied += state[key].numel()
-        student.load_state_dict(state)
+        copied = copy_kept_layers(teacher, student, "model.layers", kept)
         # Student layer k stands in for teacher layers kept[k] .. kept[k + 1] - 1.
         ends = [*(k - 1 for k in kept[1:]), n - 1]
         pairs = [(f"model.layers.{k}", f"model.layers.{end}") for k, end in enumerate(ends)]

@@ -226,6 +226,32 @@ class ModelAdapter(ABC):
         module.load_state_dict(state)
 
 
+def copy_kept_layers(teacher: nn.Module, student: nn.Module, prefix: str, kept: list[int]) -> int:
+    """Initialise ``student`` from ``teacher``: its layer ``{prefix}.{k}`` takes the weights of
+    the teacher's ``{prefix}.{kept[k]}``, every other tensor the teacher's of the same name.
+    Returns the number of elements copied.
+
+    Raises:
+        StrategyError: a student tensor has no teacher tensor of the same shape.
+    """
+    t_state = teacher.state_dict()
+    state = student.state_dict()
+    depth = prefix.count(".") + 1  # the position of the layer index in a dotted key
+    copied = 0
+    for key in state:
+        source = key
+        if key.startswith(prefix + "."):
+            parts = key.split(".")
+            parts[depth] = str(kept[int(parts[depth])])
+            source = ".".join(parts)
+        if source not in t_state or t_state[source].shape != state[key].shape:
+            raise StrategyError(f"student tensor {key} has no teacher counterpart {source}")
+        state[key] = t_state[source].detach().clone()
+        copied += state[key].numel()
+    student.load_state_dict(state)
+    return copied
+
+
 def first_tensor(out: Any) -> torch.Tensor:
     """The prediction in a model's output: a tensor, the first item of a tuple, or ``.sample``."""
     if isinstance(out, torch.Tensor):

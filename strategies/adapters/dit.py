@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from strategies.adapters.base import PruneSetup, Student
+from strategies.adapters.base import PruneSetup, Student, copy_kept_layers
 from strategies.adapters.diffusion import DiffusionAdapter
 from strategies.base import StrategyError
 
@@ -108,20 +108,7 @@ class DiTAdapter(DiffusionAdapter):
         if reference.dtype != next(student.parameters()).dtype:
             student.to(dtype=reference.dtype)
 
-        t_state = teacher.state_dict()
-        state = student.state_dict()
-        copied = 0
-        for key in state:
-            source = key
-            if key.startswith("transformer_blocks."):
-                parts = key.split(".")
-                parts[1] = str(kept[int(parts[1])])
-                source = ".".join(parts)
-            if source not in t_state or t_state[source].shape != state[key].shape:
-                raise StrategyError(f"student tensor {key} has no teacher counterpart {source}")
-            state[key] = t_state[source].detach().clone()
-            copied += state[key].numel()
-        student.load_state_dict(state)
+        copied = copy_kept_layers(teacher, student, "transformer_blocks", kept)
         student.train(teacher.training)
         # Student block k stands in for teacher blocks kept[k] .. kept[k + 1] - 1.
         ends = [*(k - 1 for k in kept[1:]), n - 1]

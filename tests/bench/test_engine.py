@@ -157,6 +157,24 @@ def test_config_is_checked(tmp_path):
         TimingConfig(target_ci=1.5)
 
 
+def test_quality_images_default_to_the_models_kind(monkeypatch):
+    """200 images where the model has data; 16 on random-weight models, where only fidelity
+    to their own baseline means something; an explicit count always wins."""
+    from types import SimpleNamespace
+
+    from bench import smoke
+
+    monkeypatch.delenv(smoke.ENV, raising=False)
+    with_data, random_weights = SimpleNamespace(random_weights=False), SimpleNamespace(random_weights=True)
+    assert RunConfig().for_model(with_data).quality_images == 200
+    assert RunConfig().for_model(random_weights).quality_images == 16
+    assert RunConfig(quality_images=5).for_model(random_weights).quality_images == 5
+    monkeypatch.setenv(smoke.ENV, "1")
+    assert RunConfig().for_model(with_data).quality_images == smoke.CAPS["quality_images"]
+    with pytest.raises(ValueError, match="quality images"):
+        RunConfig(quality_images=-1)
+
+
 @pytest.mark.slow
 def test_code_against_code_measures_both_trees_in_alternation(tmp_path):
     """Two copies of this tree, each in its own worker process, interleaved."""

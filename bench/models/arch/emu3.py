@@ -35,7 +35,6 @@ a draft step is.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -196,18 +195,7 @@ class Emu3(T.TokenFamily):
         return ((pixels + 1) / 2).clamp(0, 1)
 
     def draft(self, module, seed):
-        from transformers import Emu3ForConditionalGeneration
-
-        cfg = copy.deepcopy(module.config)
-        n = cfg.text_config.num_hidden_layers
-        layers = [0, n - 1] if n > 2 else [0]
-        cfg.text_config.num_hidden_layers = len(layers)
-        device = next(module.parameters()).device
-        torch.manual_seed(T.component_seed(seed, "emu3-draft"))
-        with torch.device(device):
-            draft = Emu3ForConditionalGeneration(cfg)
-        T.copy_matching(module, draft, T.layer_renamer("model.text_model.layers", layers))
-        return draft.to(next(module.parameters()).dtype).eval().requires_grad_(False)
+        return T.end_layers_draft(module, seed, "emu3-draft", "model.text_model.layers")
 
 
 def build(size: str = "full", device: str = "cpu", seed: int = 0) -> T.ArchTokenModel:

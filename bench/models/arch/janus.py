@@ -30,7 +30,6 @@ little: acceptance is not meaningful here, the cost of a draft step is.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -167,18 +166,7 @@ class Janus(T.TokenFamily):
         return ((pixels + 1) / 2).clamp(0, 1)
 
     def draft(self, module, seed):
-        from transformers import JanusForConditionalGeneration
-
-        cfg = copy.deepcopy(module.config)
-        n = cfg.text_config.num_hidden_layers
-        layers = [0, n - 1] if n > 2 else [0]
-        cfg.text_config.num_hidden_layers = len(layers)
-        device = next(module.parameters()).device
-        torch.manual_seed(T.component_seed(seed, "janus-draft"))
-        with torch.device(device):
-            draft = JanusForConditionalGeneration(cfg)
-        T.copy_matching(module, draft, T.layer_renamer("model.language_model.layers", layers))
-        return draft.to(next(module.parameters()).dtype).eval().requires_grad_(False)
+        return T.end_layers_draft(module, seed, "janus-draft", "model.language_model.layers")
 
 
 def build(size: str = "full", device: str = "cpu", seed: int = 0) -> T.ArchTokenModel:

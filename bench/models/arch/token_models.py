@@ -244,6 +244,25 @@ def layer_renamer(prefix: str, layers: Sequence[int]) -> Callable[[str], str | N
     return rename
 
 
+def end_layers_draft(module: torch.nn.Module, seed: int, component: str,
+                     layers_prefix: str) -> torch.nn.Module:
+    """A draft of ``module``'s own class keeping only its first and last decoder layers
+    (under ``layers_prefix``), every other tensor copied from ``module``: the same
+    vocabulary and embeddings, a fraction of the cost per token."""
+    import copy
+
+    cfg = copy.deepcopy(module.config)
+    n = cfg.text_config.num_hidden_layers
+    layers = [0, n - 1] if n > 2 else [0]
+    cfg.text_config.num_hidden_layers = len(layers)
+    device = next(module.parameters()).device
+    torch.manual_seed(component_seed(seed, component))
+    with torch.device(device):
+        draft = type(module)(cfg)
+    copy_matching(module, draft, layer_renamer(layers_prefix, layers))
+    return draft.to(next(module.parameters()).dtype).eval().requires_grad_(False)
+
+
 # -- an offline tokenizer --------------------------------------------------------------------
 @cache
 def text_tokenizer(vocab_size: int = 1024):
