@@ -9,6 +9,10 @@ The decoder (a latent model's VAE, all convolutions) is converted too where the 
 as diffusers' guides convert ``pipe.unet`` and ``pipe.vae``: decoding a 1024-pixel image is a
 large share of a few-step call. A model is refused only when neither has a convolution (the
 notes count both).
+
+Only the 2-D convolutions themselves are converted, not the whole module: ``Module.to`` with a
+memory format also reaches 5-D tensors (Emu3's video VQ decoder has 3-D convolutions), which
+have no channels-last layout.
 """
 
 from __future__ import annotations
@@ -25,8 +29,19 @@ class Config(StrategyConfig):
     """channels-last takes no parameters."""
 
 
+_CONV2D = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+
+
 def _conv_layers(module: torch.nn.Module) -> int:
-    return sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in module.modules())
+    return sum(isinstance(m, _CONV2D) for m in module.modules())
+
+
+def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """Store the weights of every 2-D convolution in ``module`` channels-last; returns it."""
+    for m in module.modules():
+        if isinstance(m, _CONV2D):
+            m.to(memory_format=torch.channels_last)
+    return module
 
 
 class ChannelsLast(Strategy):
@@ -54,7 +69,7 @@ class ChannelsLast(Strategy):
         for role, module in _targets(model).items():
             n = _conv_layers(module)
             if n:
-                model.set_component(role, module.to(memory_format=torch.channels_last))
+                model.set_component(role, to_channels_last(module))
             notes["conv_layers" if role == "denoiser" else f"{role}_conv_layers"] = n
         model.notes["channels_last"] = notes
         return model

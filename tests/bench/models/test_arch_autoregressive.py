@@ -131,3 +131,16 @@ def test_emu3_rows_end_with_end_of_line(tiny_models):
     grid = captured["tokens"].reshape(rows, cols)
     assert bool((grid[:, -1] == spec.codebook).all())  # end-of-line closes every row
     assert bool((grid[:, :-1] < spec.codebook).all())  # visual tokens elsewhere
+
+
+def test_channels_last_converts_2d_convolutions_beside_3d_ones(tiny_models):
+    """Emu3's VQ decoder mixes 2-D and 3-D convolutions: only the 2-D ones change layout."""
+    model = parse_stack("channels-last").apply(tiny_models["emu3"].clone())
+    modules = list(model.denoiser.modules())
+    conv3d = [m for m in modules if isinstance(m, torch.nn.Conv3d)]
+    conv2d = [m for m in modules if isinstance(m, torch.nn.Conv2d)]
+    assert conv3d and conv2d
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in conv2d)
+    assert all(m.weight.is_contiguous() for m in conv3d)
+    prompts, _ = model.prompts(1)
+    assert model.generate(prompts, [0]).shape[0] == 1
