@@ -3,13 +3,16 @@
 On a CPU machine, importing diffusers pulls in torchao, which logs one "Failed to load
 .../_C_*.so" line per CUDA extension it ships, torch logs a deprecation line per Enum that
 torchao registers with pytree, and diffusers logs that torchao's tensor classes could not be
-imported. None of it concerns a benchmark run. Each is filtered by its logger and message;
-every other message of those loggers still comes through.
+imported; compiling a torchao-quantized module warns that its tensor subclass has no stable
+hash for AOT autograd's cache (the compile is not cached across processes; it still runs).
+None of it concerns a benchmark run. Each is filtered by its logger (or warning category) and
+message; every other message still comes through.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 
 #: (logger name, text the message contains) of each silenced message.
 KNOWN_NOISE: tuple[tuple[str, str], ...] = (
@@ -17,6 +20,11 @@ KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     ("torchao", "Skipping import of cpp extensions"),
     ("torch.utils._pytree", "is an Enum subclass and is now natively supported"),
     ("diffusers.quantizers.torchao.torchao_quantizer", "Unable to import `torchao` Tensor objects"),
+)
+
+#: (warning category, regular expression the message starts with) of each silenced warning.
+KNOWN_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (UserWarning, r"\w+ does not implement _stable_hash_for_caching"),
 )
 
 
@@ -38,6 +46,8 @@ def silence_known_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Drop) and f.text == text for f in logger.filters):
             logger.addFilter(_Drop(text))
+    for category, message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
-__all__ = ["KNOWN_NOISE", "silence_known_noise"]
+__all__ = ["KNOWN_NOISE", "KNOWN_WARNINGS", "silence_known_noise"]
