@@ -21,6 +21,6 @@ def test_known_warnings_are_dropped_and_others_kept():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         quiet.silence_known_noise()
-        warnings.warn("Int8Tensor does not implement _stable_hash_for_caching. For PT2", UserWarning)
-        warnings.warn("something else", UserWarning)
+        warnings.warn("Int8Tensor does not implement _stable_hash_for_caching. For PT2", UserWarning, stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
