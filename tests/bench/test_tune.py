@@ -58,6 +58,18 @@ def test_training_strategies_join_only_when_allowed(digits_unet):
     assert "distill" not in lean.strategies and "allow-training" in lean.excluded["distill"]
 
 
+def test_trainings_are_searched_only_through_their_outcome_knobs(space):
+    """Each value of a training's steps, rate, batch or seed would mean a new training: the
+    space keeps them at their defaults and searches what changes the trained result's use."""
+    for name, knobs in {"consistency": ("train_steps", "lr", "batch_size", "seed", "ema"),
+                        "distill": ("steps", "lr", "batch_size", "seed"),
+                        "prune-structured": ("steps", "lr", "seed")}.items():
+        searched = {d.name for d in space.dimensions[name]}
+        assert not searched & set(knobs), name
+        assert all("search=False" in space.fixed[f"{name}.{k}"] for k in knobs)
+    assert "steps" in {d.name for d in space.dimensions["consistency"]}
+
+
 def test_declared_setup_knobs_and_unsearchable_fields_keep_their_defaults():
     from strategies import param
     from strategies.base import StrategyConfig
