@@ -287,6 +287,25 @@ class FBCacheConfig(StrategyConfig):
     always_show = ("threshold",)
 
 
+_TEXT_PASSTHROUGH = "accelbench_text_passthrough"
+
+
+def _text_passthrough_hook():
+    """A diffusers ``ModelHook`` for a joint block that returns no text stream
+    (``context_pre_only``): it returns the block's text input in that place instead of None."""
+    from diffusers.hooks import ModelHook
+
+    class TextPassthrough(ModelHook):
+        def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+            out = self.fn_ref.original_forward(*args, **kwargs)
+            if isinstance(out, tuple) and len(out) == 2 and out[0] is None:
+                text = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+                return text, out[1]
+            return out
+
+    return TextPassthrough()
+
+
 class FBCache(_DiffusersCache):
     """diffusers' FirstBlockCache: skip all but the first block while its output barely moves."""
 
@@ -308,14 +327,24 @@ class FBCache(_DiffusersCache):
                 TransformerBlockRegistry.get(type(block))
             except ValueError:
                 return f"{type(block).__name__} is not in diffusers' TransformerBlockRegistry"
-        dropping = text_dropping_blocks(denoiser)
-        if dropping:
-            return (
-                f"{dropping[0]} returns no text stream (context_pre_only, as SD3's last joint "
-                "block), and diffusers' FirstBlockCache computes a residual of every block's "
-                "text stream, which fails on None"
-            )
         return None
+
+    def apply(self, model):
+        """Put FirstBlockCache on the denoiser; a block that drops the text stream (SD3's last
+        joint block returns None for it) first gets a hook that hands its text input through
+        instead, so that the cache's residuals of the text stream have something to subtract
+        (SD3's transformer never reads the text stream after that block)."""
+        from diffusers.hooks import HookRegistry
+
+        denoiser = _unwrap(model.denoiser)
+        dropping = text_dropping_blocks(denoiser)
+        for name in dropping:
+            registry = HookRegistry.check_if_exists_or_initialize(denoiser.get_submodule(name))
+            registry.register_hook(_text_passthrough_hook(), _TEXT_PASSTHROUGH)
+        model = super().apply(model)
+        if dropping:
+            model.notes[self.name]["text_passthrough"] = dropping
+        return model
 
     def make_config(self, model, state):
         from diffusers.hooks import FirstBlockCacheConfig

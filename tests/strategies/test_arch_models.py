@@ -274,9 +274,23 @@ def test_fbcache_reuses_the_tail_blocks_on_pixart():
     assert first[0] == 4 and last[0] == 1  # only the first step computes the tail
 
 
+def test_fbcache_on_sd3_hands_the_text_stream_through_its_last_block():
+    """Regression: SD3's last joint block returns no text stream (None), and FirstBlockCache's
+    residual of the text stream failed on it."""
+    baseline = generate(tiny("sd3").clone(), 4)
+    exact = _apply("fbcache:threshold=0", "sd3")  # never reuses: the hooks must change nothing
+    assert torch.equal(generate(exact, 4), baseline)
+    last_block = f"transformer_blocks.{len(exact.denoiser.transformer_blocks) - 1}"
+    assert exact.notes["fbcache"]["text_passthrough"] == [last_block]
+    model = _apply("fbcache:threshold=10", "sd3")  # reuses every step after the first
+    last = _count_calls(model.denoiser.transformer_blocks[-1].ff)
+    first = _count_calls(model.denoiser.transformer_blocks[0].ff)
+    images = generate(model, 4)
+    assert first[0] == 4 and last[0] == 1 and torch.isfinite(images).all()
+
+
 def test_fbcache_layouts_diffusers_cannot_hook_are_refused():
     fbcache = parse_stack("fbcache").strategies[0]
-    assert "context_pre_only" in fbcache.supports(tiny("sd3"))
     assert "TransformerBlockRegistry" in fbcache.supports(tiny("sana"))
     assert "deepcache" in fbcache.supports(tiny("sdxl"))
 
