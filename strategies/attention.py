@@ -152,7 +152,14 @@ class Attention(Strategy):
         if reason:
             return reason
         denoiser = model.denoiser
-        if not sdpa_processors(denoiser)[0]:
+        using, total = sdpa_processors(denoiser)
+        if not total:
+            return (
+                f"{type(denoiser).__name__} has no diffusers attention processors to pin (a "
+                "transformers model picks its attention kernel through its config's "
+                "attn_implementation, not through this strategy)"
+            )
+        if not using:
             return (
                 f"{type(denoiser).__name__}'s attention processors do not call PyTorch's "
                 "scaled_dot_product_attention, so the SDPA kernel choice changes nothing"

@@ -144,3 +144,8 @@ def test_channels_last_converts_2d_convolutions_beside_3d_ones(tiny_models):
     assert all(m.weight.is_contiguous() for m in conv3d)
     prompts, _ = model.prompts(1)
     assert model.generate(prompts, [0]).shape[0] == 1
+
+
+def test_attention_pinning_says_a_transformers_model_has_no_processors(tiny_models):
+    reason = parse_stack("attention").strategies[0].supports(tiny_models["janus"])
+    assert "no diffusers attention processors" in reason and "attn_implementation" in reason
