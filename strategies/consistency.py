@@ -116,6 +116,7 @@ class Config(StrategyConfig):
         "student (default: the model's guidance_scale)",
         low=1.0,
         high=30.0,
+        search=False,  # folded in by training: each value is a new training
     )
     loss: str = param(
         "huber",

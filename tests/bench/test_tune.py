@@ -61,7 +61,7 @@ def test_training_strategies_join_only_when_allowed(digits_unet):
 def test_trainings_are_searched_only_through_their_outcome_knobs(space):
     """Each value of a training's steps, rate, batch or seed would mean a new training: the
     space keeps them at their defaults and searches what changes the trained result's use."""
-    for name, knobs in {"consistency": ("train_steps", "lr", "batch_size", "seed", "ema"),
+    for name, knobs in {"consistency": ("train_steps", "lr", "batch_size", "seed", "ema", "guidance"),
                         "distill": ("steps", "lr", "batch_size", "seed"),
                         "prune-structured": ("steps", "lr", "seed")}.items():
         searched = {d.name for d in space.dimensions[name]}
