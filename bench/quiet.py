@@ -3,10 +3,12 @@
 On a CPU machine, importing diffusers pulls in torchao, which logs one "Failed to load
 .../_C_*.so" line per CUDA extension it ships, torch logs a deprecation line per Enum that
 torchao registers with pytree, and diffusers logs that torchao's tensor classes could not be
-imported; compiling a torchao-quantized module warns that its tensor subclass has no stable
-hash for AOT autograd's cache (the compile is not cached across processes; it still runs).
-None of it concerns a benchmark run. Each is filtered by its logger (or warning category) and
-message; every other message still comes through.
+imported. transformers says it falls back to PIL image processors where torchvision is not
+installed (the benchmark never preprocesses images with them), and compiling a
+torchao-quantized module warns that its tensor subclass has no stable hash for AOT autograd's
+cache (the compile is then not cached across processes; it still runs). None of it concerns
+a benchmark run. Each is filtered by its logger (or warning category) and message; every
+other message still comes through.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     ("torchao", "Skipping import of cpp extensions"),
     ("torch.utils._pytree", "is an Enum subclass and is now natively supported"),
     ("diffusers.quantizers.torchao.torchao_quantizer", "Unable to import `torchao` Tensor objects"),
+    # transformers falls back to its PIL image processors (for Janus, Emu3) without torchvision.
+    ("transformers.utils.import_utils", "requires torchvision (not installed); falling back"),
 )
 
 #: (warning category, regular expression the message starts with) of each silenced warning.

@@ -24,3 +24,11 @@ def test_known_warnings_are_dropped_and_others_kept():
         warnings.warn("Int8Tensor does not implement _stable_hash_for_caching. For PT2", UserWarning, stacklevel=1)
         warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
+
+
+def test_transformers_torchvision_fallback_is_dropped(caplog):
+    quiet.silence_known_noise()
+    logger = logging.getLogger("transformers.utils.import_utils")
+    with caplog.at_level(logging.WARNING, logger="transformers.utils.import_utils"):
+        logger.warning("`CLIPImageProcessor` requires torchvision (not installed); falling back to x")
+    assert caplog.records == []
