@@ -202,26 +202,11 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> T.ArchToken
     """Emu3-Gen at ``size`` (``full`` or ``tiny``), random weights from ``seed``."""
     from transformers import Emu3ForConditionalGeneration
 
-    from bench.models.arch import diffusion as D
-
-    D.check_size(size)
-    with D.building(device, seed, "emu3"):
-        module = Emu3ForConditionalGeneration(config(size))
-    module.eval().requires_grad_(False)
     family = Emu3(size)
     rows, cols = family.grid
-    return T.ArchTokenModel(
-        name="arch:emu3" + ("@tiny" if size == "tiny" else ""),
-        kind="autoregressive",
-        device=torch.device(device),
-        dtype=torch.float32,
-        call_args=dict(TINY_CALL_ARGS if size == "tiny" else CALL_ARGS),
-        family_spec=family,
-        network_module=module,
-        family="emu3",
-        size=size,
-        reproduces=REPO,
-        seed=seed,
+    return T.build_token_model(
+        "emu3", Emu3ForConditionalGeneration, config(size), family, size=size, device=device,
+        seed=seed, call_args=TINY_CALL_ARGS if size == "tiny" else CALL_ARGS, reproduces=REPO,
         note=f"{rows} rows of {cols - 1} visual tokens and an end-of-line token per image, "
         f"classifier-free guidance {GUIDANCE:g} (two sequences per image); images decoded by "
         "the model's vision tokenizer",

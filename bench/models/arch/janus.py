@@ -173,26 +173,11 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> T.ArchToken
     """Janus-Pro 1B at ``size`` (``full`` or ``tiny``), random weights from ``seed``."""
     from transformers import JanusForConditionalGeneration
 
-    from bench.models.arch import diffusion as D
-
-    D.check_size(size)
-    with D.building(device, seed, "janus"):
-        module = JanusForConditionalGeneration(config(size))
-    module.eval().requires_grad_(False)
     family = Janus(size)
     rows, cols = family.grid
-    return T.ArchTokenModel(
-        name="arch:janus" + ("@tiny" if size == "tiny" else ""),
-        kind="autoregressive",
-        device=torch.device(device),
-        dtype=torch.float32,
-        call_args=dict(CALL_ARGS),
-        family_spec=family,
-        network_module=module,
-        family="janus",
-        size=size,
-        reproduces=REPO,
-        seed=seed,
+    return T.build_token_model(
+        "janus", JanusForConditionalGeneration, config(size), family, size=size, device=device,
+        seed=seed, call_args=CALL_ARGS, reproduces=REPO,
         note=f"{rows} x {cols} image tokens per image, classifier-free guidance "
         f"{GUIDANCE:g} (two sequences per image); images decoded by the model's VQ decoder",
     )

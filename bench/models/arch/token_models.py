@@ -244,6 +244,33 @@ def layer_renamer(prefix: str, layers: Sequence[int]) -> Callable[[str], str | N
     return rename
 
 
+def build_token_model(family: str, module_class: type, config: Any, spec: TokenFamily, *,
+                      size: str, device: str, seed: int, call_args: dict[str, Any],
+                      reproduces: str, note: str) -> ArchTokenModel:
+    """Build ``module_class(config)`` with random weights from ``seed`` on ``device`` (in eval
+    mode, frozen) and wrap it as the ``arch:<family>[@tiny]`` model decoded by ``spec``."""
+    from bench.models.arch import diffusion as D
+
+    D.check_size(size)
+    with D.building(device, seed, family):
+        module = module_class(config)
+    module.eval().requires_grad_(False)
+    return ArchTokenModel(
+        name=f"arch:{family}" + ("@tiny" if size == "tiny" else ""),
+        kind="autoregressive",
+        device=torch.device(device),
+        dtype=torch.float32,
+        call_args=dict(call_args),
+        family_spec=spec,
+        network_module=module,
+        family=family,
+        size=size,
+        reproduces=reproduces,
+        seed=seed,
+        note=note,
+    )
+
+
 def end_layers_draft(module: torch.nn.Module, seed: int, component: str,
                      layers_prefix: str) -> torch.nn.Module:
     """A draft of ``module``'s own class keeping only its first and last decoder layers
