@@ -53,7 +53,7 @@ def count(model: Any, prompt: str, seed: int = 0) -> ModelSize:
     per_call = tokens if tokens else model.steps
     size.per = "token" if tokens else "step"
     if getattr(model, "compiled", False) or any(
-        hasattr(m, "_orig_mod") for m in model.components().values()
+        _compiled(m) for m in model.components().values()
     ):
         size.method = ("unavailable: compiled graphs hide their operators from torch's FLOP "
                        "counter; the same stack without compile has the same FLOPs")
@@ -73,3 +73,14 @@ def count(model: Any, prompt: str, seed: int = 0) -> ModelSize:
 
 
 __all__ = ["METHOD", "ModelSize", "count"]
+
+
+def _compiled(component: object) -> bool:
+    """Whether a component is (or holds) a compiled program: the ``torch.compile`` wrapper, or
+    sub-modules compiled in place (``nn.Module.compile``, regional compilation)."""
+    if hasattr(component, "_orig_mod"):
+        return True
+    modules = getattr(component, "modules", None)
+    return callable(modules) and any(
+        getattr(m, "_compiled_call_impl", None) is not None for m in modules()
+    )

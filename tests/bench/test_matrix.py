@@ -45,6 +45,21 @@ def test_markdown_and_readme_block(tmp_path):
         matrix.update_readme(other, cells, "x")
 
 
+def test_a_compile_that_compiled_nothing_is_a_failed_cell():
+    """Eager code timed under compile's name would read as "compile buys nothing"."""
+    records = [
+        {"strategy": "baseline", "status": "ok"},
+        {"strategy": "compile:mode=default", "status": "ok", "cold": {"compiles": 0},
+         "stats": {"speedup": {"ratio": 1.0}}},
+        {"strategy": "bf16+compile:mode=default", "status": "ok", "cold": {"compiles": 2},
+         "stats": {"speedup": {"ratio": 1.3}}},
+    ]
+    cells = {c.strategy: c for c in matrix._cells_from_records("arch:a", records)}
+    assert cells["compile:mode=default"].status == "failed"
+    assert "compiled anything" in cells["compile:mode=default"].reason
+    assert cells["bf16+compile:mode=default"].status == "ok"
+
+
 def test_every_engine_refusal_becomes_a_cell():
     message = ("no requested stack can run on arch:a:\n  speculative: not autoregressive\n"
                "  steps:n=2: no steps")

@@ -143,6 +143,10 @@ class JanusNetwork(ar_decoding.TokenNetwork):
 class Janus(T.TokenFamily):
     """The Janus family at one size."""
 
+    #: Generation runs the language model directly (see :class:`JanusNetwork`), never
+    #: ``JanusForConditionalGeneration.forward``: compiling the wrapper would compile nothing.
+    compile_entry = "model.language_model"
+
     def __init__(self, size: str) -> None:
         self.size = size
         vision = TINY_VISION if size == "tiny" else VISION

@@ -39,6 +39,9 @@ class TokenFamily(ABC):
 
     #: (rows, cols) of the token grid the model writes in raster order.
     grid: tuple[int, int]
+    #: Dotted path of the sub-module whose calls run the network, where the model's own
+    #: ``forward`` is not the generation path ("": the model itself). ``compile`` compiles it.
+    compile_entry: str = ""
 
     @abstractmethod
     def prompt_tokens(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +149,11 @@ class ArchTokenModel(ReferenceModel):
         """Decode with ``decoder`` (None: plain autoregressive decoding)."""
         self.decoder = decoder
         self.notes.pop("decoding", None)
+
+    @property
+    def compile_entry(self) -> str:
+        """See :attr:`TokenFamily.compile_entry`."""
+        return self.family_spec.compile_entry
 
     def default_draft(self) -> torch.nn.Module:
         """A smaller random draft of the same class (see the family module)."""
