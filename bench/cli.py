@@ -377,7 +377,7 @@ Exit status: 0 no cell failed, 1 some cell failed, 2 bad input.
               help="Model (repeatable; default: every arch:<family>@tiny).")
 @click.option("-s", "--strategy", "strategies", multiple=True,
               help="Stack (repeatable; default: every strategy with its defaults, plus "
-                   "bf16+compile and quant+compile).")
+                   "bf16+compile).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for matrix.json, matrix.md and one run directory per model.")
 @click.option("-d", "--device", default="cpu", show_default=True, help="cpu, cuda...")
