@@ -465,6 +465,10 @@ class Engine:
 
     def _fill_caveats(self, rec: Record, arm: Any) -> None:
         model = arm.model
+        trained_for = getattr(model, "trained_for", None) or {}
+        for s in arm.info.get("strategies", []):
+            if s.name in trained_for:  # the model learned what this strategy needs
+                rec.caveats.append(f"{s.name}: {trained_for[s.name]}")
         if not getattr(model, "random_weights", False):
             return
         for s in arm.info.get("strategies", []):

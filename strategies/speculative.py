@@ -22,11 +22,13 @@ pass is than a target one, and how much more a target pass costs when it checks 
 tokens per image instead of one. Measured on the 2-core CPU (one thread, batches of 8, 200
 sampled images, ``tests/benchmarks/scripts/ar_decoding.py``; timings provisional):
 
-* ``digits-ar``: a target step costs only 4.2x a step of its 2-layer x 256 draft (8.4 ms
-  against 2.0 ms at batch 8: small models pay mostly per-layer overhead). With 2 draft tokens
-  per round the target kept 75% of them and needed 26.5 passes per image instead of 64, but
-  a round (two draft passes and a 3-token verification) costs about twice a plain step, so
-  speculative decoding ran at 0.97x the baseline (4 draft tokens: 0.91x): not faster.
+* ``digits-ar``: a target step costs only 3.4x a step of its 2-layer x 256 draft (10.0 ms
+  against 2.9 ms at batch 8: small models pay mostly per-layer overhead), and checking 3
+  tokens per image costs 1.8x a one-token step (17.6 against 9.9 ms; 2 tokens: 11.8 ms).
+  With 2 draft tokens per round the target kept 73% of them and needed 26.9 passes per image
+  instead of 64, but a round (two draft passes and a 3-token verification) costs about
+  twice a plain step, so speculative decoding ran at 0.99x the baseline (1 draft token:
+  0.99x, 81% kept; 3: 0.92x; 4: 0.85x): not faster. Greedy output identical.
 * ``digits-ar-large``: a target step costs 19.5x its 2-layer x 128 draft's (19.8 against
   1.0 ms): 1.36x faster with 2 draft tokens (1.33x with 4), FID within the noise band, and
   greedy output identical to the target's.

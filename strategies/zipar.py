@@ -26,17 +26,33 @@ precede it in raster order and are already decoded (plus itself). It never sees 
 after it, and it misses the row above's tokens that are not decoded yet (those beyond
 ``window`` to its right): the approximation ZipAR makes.
 
+The schedule depends only on the grid and the settings (:func:`schedule`), so it is planned
+once per grid and replayed; :func:`training_layout` lays it out as one sequence whose mask
+and positions give every query exactly the context it has in decoding (tested against the
+decoder's own logits), which is how a model is taught ZipAR's contexts
+(:mod:`bench.training.zipar_contexts`).
+
 Records (``notes["decoding"]``): ``forward_passes_per_image`` and ``tokens_per_forward``.
 Quality changes (the images are not the baseline's); the window trades speed for fidelity.
+
 Measured on a CPU (one thread, batches of 8, 200 sampled images, FID on the digit
-classifier's features, ``tests/benchmarks/scripts/ar_decoding.py``; timings provisional):
-on ``digits-ar`` (baseline adherence 0.995, FID 1.08, FID noise floor 0.96 +- 0.09)
-``window=2`` ran 1.92x faster (22 passes per image) but adherence fell to 0.80 and FID rose
-to 10.0; ``window=3`` 1.60x, 0.94 and 3.0; ``window=4`` 1.40x, 0.97 and 2.8. On
-``digits-ar-large``: 1.94x / 0.93 / 4.5 and 1.64x / 0.97 / 1.8. The 8-token rows of these
-models are so short that even ``window=4`` hides half the row above from a row's first
-tokens, contexts the models never saw in training; ZipAR's locality argument holds better on
-the long rows of real models (24 tokens for Janus, 90 for Emu3).
+classifier's features, noise floor 0.96 +- 0.09, ``tests/benchmarks/scripts/ar_decoding.py``,
+each stack timed in alternation with the baseline):
+
+* ``digits-ar`` as shipped (fine-tuned on ZipAR's contexts for windows 2-4, see below):
+  baseline adherence 0.975, FID 1.09; ``window=2`` 2.10x faster (22 passes per image, 2.9
+  tokens per pass), adherence 0.980, FID 1.24 (in the band); ``window=3`` 1.73x, 0.990,
+  0.95; ``window=4`` 1.48x, 0.975, 1.08.
+* the same model trained in raster order only (the weights before that fine-tuning;
+  baseline 0.995, FID 1.08): ``window=2`` 1.92x but adherence 0.80 and FID 10.0;
+  ``window=3`` 1.60x, 0.94, 3.0; ``window=4`` 1.40x, 0.97, 2.8. ``digits-ar-large``
+  (raster order only): 1.94x / 0.93 / 4.5 and 1.64x / 0.97 / 1.8.
+
+The 8-token rows of the digits are so short that even ``window=4`` hides half the row above
+from a row's first tokens, contexts a raster-trained model never saw; ZipAR's locality
+argument holds better on the long rows of real models (24 tokens for Janus, 90 for Emu3),
+and a model that has seen those contexts in training keeps its quality. Records of a model
+fine-tuned for ZipAR say so in a caveat (the model's ``trained_for``).
 """
 
 from __future__ import annotations
@@ -132,6 +148,76 @@ def plan_pass(decoded: list[int], fed: list[int], started: list[bool], cols: int
     return out
 
 
+def schedule(rows: int, cols: int, window: int, aux: str = "above") -> list[list[Query]]:
+    """Every forward pass of ZipAR decoding on a ``rows x cols`` grid, in order.
+
+    The schedule depends only on the grid and the settings, never on the tokens, so it is
+    planned once: the decoder replays it, and :func:`training_layout` lays it out as one
+    sequence for training. The first token comes from the prompt's pass (not listed).
+    """
+    decoded, fed, started = [0] * rows, [0] * rows, [False] * rows
+    decoded[0], started[0] = 1, True
+    passes: list[list[Query]] = []
+    while sum(decoded) < rows * cols:
+        plan = plan_pass(decoded, fed, started, cols, window, aux)
+        if not plan:
+            raise RuntimeError("ZipAR schedule stalled")  # cannot happen; a safety net
+        for q in plan:
+            if q.keep:
+                fed[q.row] = q.col + 1
+            if q.predicts is not None:
+                r = q.predicts // cols
+                decoded[r] += 1
+                started[r] = True
+        passes.append(plan)
+    return passes
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A ZipAR schedule laid out as one sequence: entry 0 is the prompt's last token (it
+    predicts image token 0), then every query of every pass in order.
+
+    Run a network once over the whole sequence with :meth:`mask` and ``positions`` and each
+    entry's logits are exactly those ZipAR decoding computes for it with its KV cache (each
+    entry sees what was in the cache and its own pass's earlier kept queries, nothing else).
+    Training on this layout teaches a model the contexts ZipAR decodes with.
+
+    Attributes:
+        cells: the image cell whose token each entry feeds (-1: the prompt; an auxiliary
+            query feeds its stand-in's cell).
+        positions: the raster index each entry sits at (-1: the prompt).
+        keep: whether later entries may see it (auxiliary queries: no).
+        passes: the forward pass each entry runs in (0: the prompt's).
+        predicts: the image cell each entry's logits decide (-1: none).
+    """
+
+    cells: tuple[int, ...]
+    positions: tuple[int, ...]
+    keep: tuple[bool, ...]
+    passes: tuple[int, ...]
+    predicts: tuple[int, ...]
+
+    def mask(self) -> torch.Tensor:
+        """``(n, n)`` bool: entry ``e`` may attend to entry ``f``."""
+        pos = torch.tensor(self.positions)
+        run = torch.tensor(self.passes)
+        keep = torch.tensor(self.keep)
+        allowed = keep[None, :] & (run[None, :] <= run[:, None]) & (pos[None, :] <= pos[:, None])
+        return allowed | torch.eye(len(pos), dtype=torch.bool)
+
+
+def training_layout(rows: int, cols: int, window: int, aux: str = "above") -> Layout:
+    """The :class:`Layout` of ZipAR decoding with ``window`` (``window >= cols``: plain
+    raster order, a causal sequence)."""
+    entries = [(-1, -1, True, 0, 0)]
+    for i, plan in enumerate(schedule(rows, cols, min(window, cols), aux), start=1):
+        entries += [(q.row * cols + q.col, q.position_cell, q.keep, i,
+                     -1 if q.predicts is None else q.predicts) for q in plan]
+    cells, positions, keep, passes, predicts = zip(*entries, strict=True)
+    return Layout(cells, positions, keep, passes, predicts)
+
+
 class ZipARDecoder:
     """The ZipAR decoding loop (a decoder for ``model.set_decoder``).
 
@@ -151,10 +237,29 @@ class ZipARDecoder:
             raise ValueError(f"aux must be 'above' or 'newest', got {aux!r}")
         self.window = int(window)
         self.aux = aux
+        self._plans: dict[tuple[int, int, str], list[tuple[torch.Tensor, ...]]] = {}
 
     def describe(self) -> dict[str, Any]:
         """Settings recorded with results."""
         return {"decoder": self.name, "window": self.window, "aux": self.aux}
+
+    def _plan(self, rows: int, cols: int, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+        """The schedule as tensors per pass (cells fed, positions, keep, predicted cells,
+        which queries predict), planned once per grid."""
+        key = (rows, cols, str(device))
+        if key not in self._plans:
+            plans = []
+            for plan in schedule(rows, cols, self.window, self.aux):
+                which = [i for i, q in enumerate(plan) if q.predicts is not None]
+                plans.append((
+                    torch.tensor([q.row * cols + q.col for q in plan], device=device),
+                    torch.tensor([q.position_cell for q in plan], device=device),
+                    torch.tensor([q.keep for q in plan], device=device),
+                    torch.tensor([plan[i].predicts for i in which], device=device),
+                    torch.tensor(which, device=device),
+                ))
+            self._plans[key] = plans
+        return self._plans[key]
 
     def __call__(self, s) -> None:
         """Decode every image of session ``s`` (a :class:`DecodingSession`)."""
@@ -163,28 +268,13 @@ class ZipARDecoder:
         logits = s.target.prefill(s.prompt)
         s.step()
         s.out[:, 0] = s.choose(logits, index=torch.zeros(b, dtype=torch.long, device=dev))
-        decoded, fed, started = [0] * rows, [0] * rows, [False] * rows
-        decoded[0], started[0] = 1, True
-        while sum(decoded) < rows * cols:
-            plan = plan_pass(decoded, fed, started, cols, self.window, self.aux)
-            if not plan:
-                raise RuntimeError("ZipAR schedule stalled")  # cannot happen; a safety net
-            cells = torch.tensor([q.row * cols + q.col for q in plan], device=dev)
-            tokens = s.out[:, cells]
-            positions = s.position(torch.tensor([q.position_cell for q in plan], device=dev))
-            keep = torch.tensor([q.keep for q in plan], device=dev)
-            logits = s.target.run(tokens, positions.expand(b, -1), keep.expand(b, -1))
+        for cells, cell_pos, keep, predicts, which in self._plan(rows, cols, dev):
+            positions = s.position(cell_pos)
+            logits = s.target.run(s.out[:, cells], positions.expand(b, -1), keep.expand(b, -1))
             s.step()
-            for i, q in enumerate(plan):
-                if q.keep:
-                    fed[q.row] = q.col + 1
-                if q.predicts is None:
-                    continue
-                index = torch.full((b,), q.predicts, dtype=torch.long, device=dev)
-                s.out[:, q.predicts] = s.choose(logits[:, i], index=index)
-                r = q.predicts // cols
-                decoded[r] += 1
-                started[r] = True
+            for i, cell in zip(which.tolist(), predicts.tolist(), strict=True):
+                index = torch.full((b,), cell, dtype=torch.long, device=dev)
+                s.out[:, cell] = s.choose(logits[:, i], index=index)
         s.stats.tokens += b * rows * cols
 
 

@@ -75,6 +75,9 @@ class ReferenceModel(ABC):
     #: True for architecture models built with random weights (``arch:``): their images
     #: mean nothing, so quality is unavailable except fidelity to the same model's baseline.
     random_weights: bool = False
+    #: Strategies the model's own training prepared it for, each with what that means for
+    #: its figures (recorded as a caveat with every result of a stack that uses it).
+    trained_for: dict[str, str] = field(default_factory=dict)
 
     # -- generation -------------------------------------------------------------------
     @abstractmethod

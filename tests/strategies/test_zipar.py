@@ -145,3 +145,58 @@ def test_parameters_and_refusals(digits_unet):
         parse_stack("zipar+no-kv-cache")
     with pytest.raises(StrategyError):
         parse_stack("zipar+sjd")
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 8])
+def test_training_layout_is_zipar_decoding_in_one_pass(window):
+    """The schedule laid out as one training sequence (mask, positions, auxiliary queries)
+    gives every query the logits ZipAR decoding gave it: greedy decoding's tokens are the
+    argmax of one forward pass over the layout, and the logits agree."""
+    from bench.training.zipar_contexts import layout_inputs
+
+    session = tiny_session(grid=(8, 8), batch=3)
+    recorder = RecordingNetwork(session.target.net)
+    session.target.net = recorder
+    ZipARDecoder(window=window)(session)
+    lm = recorder.net.module
+    seqs = torch.cat([session.prompt, session.out], dim=1)
+    inputs = layout_inputs(seqs, window)
+    labels = inputs.pop("labels")
+    with torch.no_grad():
+        logits = lm(**inputs, use_cache=False).logits[..., :17]
+    decides = labels[0] >= 0
+    assert int(decides.sum()) == 64
+    assert torch.equal(logits[:, decides].argmax(-1), labels[:, decides])
+    decoded = torch.cat([c["logits"] for c in recorder.calls], dim=1)
+    assert decoded.shape[1] == logits.shape[1]
+    torch.testing.assert_close(decoded, logits, rtol=1e-4, atol=1e-4)
+
+
+def test_raster_layout_is_the_causal_sequence():
+    from bench.training.zipar_contexts import layout_inputs
+
+    seqs = torch.randint(0, 17, (2, 65))
+    inputs = layout_inputs(seqs, window=8)
+    assert torch.equal(inputs["input_ids"], seqs[:, :-1])
+    assert torch.equal(inputs["labels"], seqs[:, 1:])
+    assert torch.equal(inputs["position_ids"][0], torch.arange(64))
+    allowed = inputs["attention_mask"][0, 0] == 0
+    assert torch.equal(allowed, torch.ones(64, 64, dtype=torch.bool).tril())
+
+
+def test_a_model_trained_for_zipar_says_so_in_every_zipar_record(tmp_path):
+    """digits-ar was fine-tuned on ZipAR's contexts: its zipar records carry that caveat, its
+    other records do not."""
+    from bench.config import RunConfig, TimingConfig
+    from bench.engine import Engine
+    from bench.models.digits_ar import load
+
+    assert "zipar" in load().trained_for
+    config = RunConfig(
+        model="digits-ar", strategies=("baseline", "zipar:window=2"), batch_size=2,
+        timing=TimingConfig(warmup=0, min_iterations=1, min_seconds=0, max_iterations=1),
+        quality_images=0, out_dir=tmp_path, threads=1, count_flops=False,
+    )
+    records = {r["strategy"]: r for r in Engine(config, show_progress=False).run().records}
+    assert any("fine-tuned on ZipAR" in c for c in records["zipar:window=2"]["caveats"])
+    assert not any("ZipAR" in c for c in records["baseline"].get("caveats", []))

@@ -55,13 +55,14 @@ def tiny_session(
 
 
 class RecordingNetwork(ar_decoding.TokenNetwork):
-    """Wraps a network and records every forward pass's query positions and attention mask."""
+    """Wraps a network and records every forward pass's query positions, attention mask and logits."""
 
     def __init__(self, net: ar_decoding.TokenNetwork) -> None:
         self.net, self.module, self.vocab = net, net.module, net.vocab
         self.calls: list[dict] = []
 
     def forward(self, tokens, positions, mask, cache, prompt=False):
-        self.calls.append({"positions": positions.clone(),
+        logits = self.net.forward(tokens, positions, mask, cache, prompt=prompt)
+        self.calls.append({"positions": positions.clone(), "logits": logits.detach().clone(),
                            "mask": None if mask is None else mask.clone(), "prompt": prompt})
-        return self.net.forward(tokens, positions, mask, cache, prompt=prompt)
+        return logits
