@@ -72,9 +72,6 @@ def count(model: Any, prompt: str, seed: int = 0) -> ModelSize:
     return size
 
 
-__all__ = ["METHOD", "ModelSize", "count"]
-
-
 def _compiled(component: object) -> bool:
     """Whether a component is (or holds) a compiled program: the ``torch.compile`` wrapper, or
     sub-modules compiled in place (``nn.Module.compile``, regional compilation)."""
@@ -84,3 +81,6 @@ def _compiled(component: object) -> bool:
     return callable(modules) and any(
         getattr(m, "_compiled_call_impl", None) is not None for m in modules()
     )
+
+
+__all__ = ["METHOD", "ModelSize", "count"]

@@ -77,9 +77,11 @@ def _cells_from_records(model: str, records: list[dict[str, Any]]) -> list[Cell]
         sp = (r.get("stats") or {}).get("speedup") or {}
         quality = r.get("quality") or {}
         status, reason = r["status"], r.get("error")
-        if status == "ok" and "compile" in r["strategy"] and not (r.get("cold") or {}).get("compiles"):
+        compiled = (r.get("cold") or {}).get("compiles")
+        if status == "ok" and "compile" in r["strategy"] and not compiled:
             # A compile that compiled nothing measured eager code under compile's name.
-            status, reason = "failed", "compile ran, but no call compiled anything (cold.compiles is 0)"
+            status = "failed"
+            reason = "compile ran, but no call compiled anything (cold.compiles is 0)"
         cells.append(Cell(
             model=model, strategy=r["strategy"], status=status,
             speedup=number(sp.get("ratio")), ci_low=number(sp.get("ci_low")),

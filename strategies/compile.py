@@ -31,7 +31,7 @@ inductor cache): on ``arch:sd15@tiny`` full compile ran 1.37x [1.33-1.41] after 
 compiling, blocks 1.03x (n.s.) after 12 s: a UNet's gain on the CPU is in its ResNet blocks'
 fused normalisation and activations, which regional compilation leaves eager (compiling the
 ResNet blocks too took 71 s and ran 0.95x). On ``arch:flux@tiny`` blocks ran 1.23x after 23 s
-(full: 1.28x in the matrix): transformer denoisers, whose work is all in their blocks, keep
+(full: 1.28x and 1.31x in two matrices): transformer denoisers, whose work is all in their blocks, keep
 most of the gain.
 
 Modes (``mode=``): ``default``; ``reduce-overhead`` (CUDA graphs: launch overhead removed,
