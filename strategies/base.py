@@ -184,6 +184,15 @@ class Strategy(ABC):
             model, and the measurement engine marks its records so. Strategies on a fixed
             schedule (every ``interval``-th step, a fixed number of merged tokens) keep the
             default, False: their work saved is the same for any weights.
+        rewrites: the component roles (keys of ``model.components()``; ``"*"`` for all)
+            whose weights the strategy replaces (a cast, quantization, pruning, a trained
+            student, fused projections). A stack's model shares the loaded model's parameter
+            storage (:func:`bench.models.sharing.shared_copy`); a strategy may rebind any
+            tensor of its own stack's modules (that gives the stack new storage) but must
+            never write into a tensor in place unless it made that tensor itself. The
+            engine checks it, and counts ``rewrites`` in its memory estimate.
+        adds_networks: True for strategies that bring networks of their own besides the
+            model's (a draft model, a trained student), whose weights the stack then holds.
     """
 
     name: ClassVar[str]
@@ -193,6 +202,8 @@ class Strategy(ABC):
     exclusive_group: ClassVar[str | None] = None
     trains: ClassVar[bool] = False
     depends_on_activations: ClassVar[bool] = False
+    rewrites: ClassVar[tuple[str, ...]] = ()
+    adds_networks: ClassVar[bool] = False
 
     # Stage constants, so modules agree on the order.
     STAGE_ARCHITECTURE: ClassVar[int] = 10
@@ -227,6 +238,21 @@ class Strategy(ABC):
     def supports(self, model: ReferenceModel) -> str | None:
         """Why this strategy cannot apply to ``model``, in words, or None when it can."""
         return self.supports_device(str(model.device))
+
+    def added_weight_bytes(self, model: ReferenceModel) -> int:
+        """An upper estimate of the bytes of weight storage this strategy adds to a stack
+        over the loaded model's shared weights (what the schedule's memory check counts):
+        by default every byte of the components it :attr:`rewrites`, none otherwise."""
+        from bench.models.sharing import weight_bytes
+
+        return weight_bytes(list(self.rewritten(model).values()))
+
+    def rewritten(self, model: ReferenceModel) -> dict[str, Any]:
+        """The components of ``model`` this strategy rewrites, by role."""
+        components = model.components()
+        if "*" in self.rewrites:
+            return dict(components)
+        return {role: components[role] for role in self.rewrites if role in components}
 
     def incompatible_with(self, other: Strategy) -> str | None:
         """Why this strategy cannot share a stack with ``other``, or None."""

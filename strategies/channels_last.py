@@ -52,6 +52,7 @@ class ChannelsLast(Strategy):
     Config = Config
     stage = Strategy.STAGE_KERNELS
     exclusive_group = "memory format"
+    rewrites = ("denoiser", "decoder")
 
     def supports(self, model) -> str | None:
         reason = super().supports(model)

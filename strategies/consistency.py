@@ -400,6 +400,7 @@ class Consistency(Strategy):
     Config = Config
     stage = Strategy.STAGE_ARCHITECTURE
     trains = True
+    rewrites = ("denoiser",)
 
     def supports(self, model: ReferenceModel) -> str | None:
         if getattr(model, "random_weights", False):

@@ -296,6 +296,7 @@ class Distill(Strategy):
     Config = Config
     stage = Strategy.STAGE_ARCHITECTURE
     trains = True
+    rewrites = ("denoiser",)
 
     def supports(self, model: ReferenceModel) -> str | None:
         reason = random_weights_reason(model, "distilled meaningfully") or training_reason(model)

@@ -87,6 +87,7 @@ class FusedQKV(Strategy):
     summary = "fuse attention q/k/v projections into one matmul (diffusers' fuse_qkv_projections)"
     Config = Config
     stage = Strategy.STAGE_KERNELS
+    rewrites = ("denoiser",)
     exclusive_group = "qkv fusion"
 
     def supports(self, model) -> str | None:

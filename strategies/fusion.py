@@ -182,6 +182,13 @@ class Fusion(Strategy):
     Config = Config
     stage = Strategy.STAGE_ARCHITECTURE
     trains = True
+    adds_networks = True
+
+    def added_weight_bytes(self, model) -> int:
+        """The student beside the (shared) teacher: at most the denoiser's bytes again."""
+        from bench.models.sharing import weight_bytes
+
+        return weight_bytes([model.components()["denoiser"]])
 
     def supports(self, model: ReferenceModel) -> str | None:
         reason = distill.random_weights_reason(

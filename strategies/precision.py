@@ -38,6 +38,23 @@ class _Precision(Strategy):
     stage = Strategy.STAGE_PRECISION
     exclusive_group = "precision"
     Config = Config
+    rewrites = ("*",)
+
+    def added_weight_bytes(self, model) -> int:
+        """The floating-point weights again at this dtype's width."""
+        from bench.models.sharing import tensors_of
+
+        total = 0
+        for t in tensors_of(model.components().values()):
+            if t.is_floating_point() and t.device.type != "meta" and t.dtype != self.dtype:
+                total += t.numel() * self.dtype.itemsize
+        return total
+
+    def supports(self, model) -> str | None:
+        if model.dtype == self.dtype:
+            return (f"{model.name} is already loaded in {self.name} (--dtype {self.name}): "
+                    "casting it again changes nothing; load it in fp32 to measure this cast")
+        return super().supports(model)
 
     def apply(self, model):
         from diffusers.utils import logging as diffusers_logging

@@ -83,6 +83,7 @@ class MagnitudePrune(Strategy):
                "dense kernels")
     Config = Config
     stage = Strategy.STAGE_WEIGHTS
+    rewrites = ("denoiser",)
 
     def supports(self, model: ReferenceModel) -> str | None:
         denoiser = model.components().get("denoiser")

@@ -163,6 +163,7 @@ class StructuredPrune(Strategy):
     Config = Config
     stage = Strategy.STAGE_ARCHITECTURE
     trains = True
+    rewrites = ("denoiser",)
 
     def supports(self, model: ReferenceModel) -> str | None:
         try:

@@ -113,6 +113,7 @@ class Quant(Strategy):
     Config = Config
     stage = Strategy.STAGE_QUANTIZATION
     exclusive_group = "quantization"
+    rewrites = ("denoiser",)
 
     def supports_device(self, device: str) -> str | None:
         import torch

@@ -259,6 +259,7 @@ class Speculative(DecodingStrategy):
     Config = Config
     needs = "speculative decoding needs an autoregressive model whose next tokens a draft can propose"
     cache_use = "it verifies draft tokens against it and drops rejected ones"
+    adds_networks = True
 
     def supports_decoding(self, model) -> str | None:
         if self.config.draft == "distill":

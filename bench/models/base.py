@@ -21,7 +21,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -39,6 +39,9 @@ class ModelSpec:
     trust_remote_code: bool = False
     #: Let a hub model be downloaded; by default only local files are used.
     allow_download: bool = False
+    #: The dtype to load the weights in (``fp32``, ``bf16``, ``fp16``); None: the model's
+    #: default on that device (see :func:`bench.models.registry.default_dtype`).
+    dtype: str | None = None
 
     @property
     def is_hub(self) -> bool:
@@ -78,6 +81,17 @@ class ReferenceModel(ABC):
     #: Strategies the model's own training prepared it for, each with what that means for
     #: its figures (recorded as a caveat with every result of a stack that uses it).
     trained_for: dict[str, str] = field(default_factory=dict)
+    #: Where the weights come from, as a short identity computed without reading them
+    #: (:mod:`bench.models.provenance`; set by the loader with :meth:`set_source`). None:
+    #: the weights themselves are hashed.
+    source: str | None = None
+    #: The weights' version counters (summed) when the source was set: a weight written in
+    #: place since then (by hand, not by a strategy) makes the source stale.
+    source_versions: int | None = None
+
+    #: Attributes holding networks that score the model's images rather than generate them
+    #: (not counted as the model's weights).
+    scoring_attrs: ClassVar[tuple[str, ...]] = ("_classifier",)
 
     # -- generation -------------------------------------------------------------------
     @abstractmethod
@@ -200,13 +214,53 @@ class ReferenceModel(ABC):
         )
 
     # -- lifecycle ---------------------------------------------------------------------
-    def clone(self) -> ReferenceModel:
-        """A deep copy that strategies can change without touching this model."""
-        return copy.deepcopy(self)
+    def clone(self, share_weights: bool = False) -> ReferenceModel:
+        """A copy that strategies can change without touching this model.
+
+        ``share_weights=True`` (what the engine gives each stack): new module objects whose
+        parameters and buffers alias this model's storage (:func:`bench.models.sharing.shared_copy`),
+        so a stack costs only the weights it rewrites. Otherwise a full deep copy.
+        """
+        intact = self.source_intact()
+        if share_weights:
+            from bench.models.sharing import shared_copy
+
+            twin = shared_copy(self)
+        else:
+            twin = copy.deepcopy(self)
+        if intact:
+            twin.set_source(self.source)
+        else:
+            twin.source = twin.source_versions = None
+        return twin
+
+    def set_source(self, source: str | None) -> None:
+        """Identify the weights by ``source`` from now on (see :attr:`source`)."""
+        from bench.models.sharing import version_sum
+
+        self.source = source
+        self.source_versions = version_sum(self) if source is not None else None
+
+    def source_intact(self) -> bool:
+        """True when :attr:`source` still describes the weights: set, and no weight written
+        in place since."""
+        from bench.models.sharing import version_sum
+
+        return self.source is not None and self.source_versions == version_sum(self)
 
     def fingerprint(self) -> str:
-        """A hash of every component's weights and the call arguments: the cache key of
-        baseline images and of strategies that train."""
+        """A short hash identifying the weights and settings: the cache key of baseline images
+        and of strategies that train.
+
+        From :attr:`source` (no weight is read) where the loader set it and no weight was
+        written in place since, with the dtype, the strategies applied so far and the call
+        arguments; else from every weight byte.
+        """
+        from bench.models import provenance
+
+        args = repr(sorted(self.call_args.items()))
+        if self.source_intact():
+            return provenance.digest(self.name, self.source, str(self.dtype), self.applied, args)
         import hashlib
 
         digest = hashlib.sha256(self.name.encode())
@@ -216,8 +270,9 @@ class ReferenceModel(ABC):
                 digest.update(key.encode())
                 t = tensor.detach().cpu().contiguous()
                 digest.update(str(t.dtype).encode())
-                digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        digest.update(repr(sorted(self.call_args.items())).encode())
+                if t.numel():
+                    digest.update(t.view(-1).view(torch.uint8).numpy().data)  # no copy
+        digest.update(args.encode())
         return digest.hexdigest()[:16]
 
     def parameter_count(self) -> int:

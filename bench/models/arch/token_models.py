@@ -123,9 +123,9 @@ class ArchTokenModel(ReferenceModel):
         with torch.no_grad():
             return spec.images(self.network_module, tokens).float().cpu()
 
-    def clone(self) -> ArchTokenModel:
-        """A deep copy whose decoding counts start from zero."""
-        twin = super().clone()
+    def clone(self, share_weights: bool = False) -> ArchTokenModel:
+        """A copy (see :meth:`ReferenceModel.clone`) whose decoding counts start from zero."""
+        twin = super().clone(share_weights)
         twin.notes.pop("decoding", None)
         return twin  # type: ignore[return-value]
 
