@@ -92,6 +92,10 @@ def describe_cmd(name: str) -> None:
               help="Strategy stack to measure (repeatable). Default: baseline, bf16, "
                    "steps:n=10, scheduler:name=dpm-solver+steps:n=10.")
 @click.option("-d", "--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Load the model's weights in this dtype (the baseline runs in it). Default: "
+                   "on CUDA an arch: model's published dtype (fp16 for SD 1.5 and SDXL, bf16 "
+                   "for the others), fp32 elsewhere and on the CPU.")
 @click.option("-b", "--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Images per generation call in the timed loop.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -145,7 +149,7 @@ def describe_cmd(name: str) -> None:
 @click.option("--clip-backbone", default=None,
               help="CLIP model of the CLIP score on hf: models (hub id or local folder; default "
                    "openai/clip-vit-large-patch14). Scores of different backbones don't compare.")
-def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, iterations,
+def run_cmd(model, strategies, device, dtype, batch_size, steps, resolution, schedule, iterations,
             min_seconds, max_seconds, target_ci, warmup, block, threads, quality_images, out_dir,
             baseline_src, current_src, sample_interval, no_flops, no_cache, allow_download,
             trust_remote_code, quiet, no_report=False, real_images_dir=None,
@@ -174,6 +178,7 @@ def run_cmd(model, strategies, device, batch_size, steps, resolution, schedule, 
         model=model,
         strategies=tuple(strategies) or DEFAULT_STRATEGIES,
         device=device,
+        dtype=dtype,
         batch_size=batch_size,
         steps=steps,
         resolution=parse_resolution(resolution) if resolution else None,

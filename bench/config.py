@@ -17,6 +17,8 @@ from bench.quality.config import QualityConfig
 DEFAULT_STRATEGIES = ("baseline", "bf16", "steps:n=10", "scheduler:name=dpm-solver+steps:n=10")
 #: ``--schedule`` values: ``auto`` interleaves when every stack fits in memory at once.
 SCHEDULES = ("auto", "interleaved", "sequential")
+#: The dtypes a model can be loaded in (``--dtype``).
+DTYPES = ("fp32", "bf16", "fp16")
 #: Quality images of a model with data: enough for FID/KID and adherence to settle.
 QUALITY_IMAGES = 200
 #: Quality images of a random-weight (``arch:``) model: only fidelity to its own baseline
@@ -107,6 +109,8 @@ class RunConfig:
             of the working directory if it is one, else the installed package's).
         quality_batch_size: images per call when generating the quality images (None: the
             timed batch size; every image has its own seed, so it does not change them).
+        dtype: the dtype the model is loaded in (``fp32``, ``bf16``, ``fp16``; None: the
+            model's default on the device: :func:`bench.models.registry.default_dtype`).
     """
 
     model: str = "digits-unet"
@@ -133,6 +137,7 @@ class RunConfig:
     baseline_src: str | None = None
     current_src: str | None = None
     quality_batch_size: int | None = None
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -149,6 +154,8 @@ class RunConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.strategies:
             raise ValueError("a run needs at least one strategy stack")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name, src in (("baseline source", self.baseline_src), ("current source", self.current_src)):
             if src is not None and not (Path(src) / "bench").is_dir():
                 raise ValueError(f"{name} {src!r} has no bench/ package: not an accelbench tree")
@@ -168,6 +175,6 @@ class RunConfig:
 
 
 __all__ = [
-    "DEFAULT_STRATEGIES", "QUALITY_IMAGES", "RANDOM_WEIGHT_QUALITY_IMAGES", "SCHEDULES", "RunConfig",
+    "DEFAULT_STRATEGIES", "DTYPES", "QUALITY_IMAGES", "RANDOM_WEIGHT_QUALITY_IMAGES", "SCHEDULES", "RunConfig",
     "TimingConfig", "default_quality_images",
 ]

@@ -164,15 +164,34 @@ def _resolve(name: str, allow_download: bool) -> str:
     return target
 
 
-def load_hub(spec: ModelSpec) -> HubModel:
-    """Load a diffusers pipeline for ``spec`` or fail at once saying why."""
+def pipeline_folder(source: str) -> Path | None:
+    """The local folder of a pipeline: ``source`` itself, or its snapshot in the Hugging Face
+    cache; None where it has none (a download not made yet)."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, "model_index.json")
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def load_hub(spec: ModelSpec, dtype: torch.dtype | None = None) -> HubModel:
+    """Load a diffusers pipeline for ``spec`` in ``dtype`` (fp32 when None) or fail at once
+    saying why. Weights load with low host memory (accelerate's empty-weight init: each
+    tensor is read once, never materialised twice)."""
     from diffusers import DiffusionPipeline
 
+    from bench.models import provenance
+
     source = _resolve(spec.name, spec.allow_download)
+    dtype = dtype or torch.float32
     try:
         pipe = DiffusionPipeline.from_pretrained(
             source,
+            torch_dtype=dtype,
             use_safetensors=True,
+            low_cpu_mem_usage=True,
             local_files_only=not spec.allow_download,
             trust_remote_code=spec.trust_remote_code,
         )
@@ -184,7 +203,8 @@ def load_hub(spec: ModelSpec) -> HubModel:
     if denoiser is None:
         raise ModelError(f"{spec.name} has neither a unet nor a transformer: not a diffusion model")
     kind = "diffusion-unet" if getattr(pipe, "unet", None) is not None else "diffusion-dit"
-    return HubModel(
+    folder = pipeline_folder(source)
+    model = HubModel(
         name=spec.name,
         kind=kind,
         device=torch.device(spec.device),
@@ -192,3 +212,5 @@ def load_hub(spec: ModelSpec) -> HubModel:
         call_args={"num_inference_steps": 25, "guidance_scale": 5.0},
         pipe=pipe,
     )
+    model.set_source(provenance.files_source(folder) if folder is not None else None)
+    return model

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.models.base import ModelSpec, ReferenceModel
 
@@ -163,20 +164,70 @@ def check_resolution(name: str, resolution: tuple[int, int]) -> None:
         )
 
 
+#: ``--dtype`` names and the torch dtypes they stand for.
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def torch_dtype(name: str):
+    """The torch dtype of a ``--dtype`` name (``fp32``, ``bf16``, ``fp16``)."""
+    import torch
+
+    if name not in DTYPES:
+        raise ModelError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return getattr(torch, DTYPES[name])
+
+
+def dtype_name(dtype) -> str:
+    """The ``--dtype`` name of a torch dtype (``torch.bfloat16`` -> ``bf16``)."""
+    text = str(dtype).replace("torch.", "")
+    return next((k for k, v in DTYPES.items() if v == text), text)
+
+
+def default_dtype(name: str, device: str) -> str:
+    """The dtype a model loads in when ``--dtype`` is not given: on CUDA an ``arch:`` model's
+    published weights' dtype (bf16 for Flux, SD3, Sana, PixArt-Sigma; fp16 for SD 1.5 and
+    SDXL), everything else and every model on the CPU fp32."""
+    import torch
+
+    if torch.device(device).type == "cuda" and name.startswith("arch:"):
+        from bench.models import arch
+
+        family, _ = arch.parse(name)
+        return family.cuda_dtype
+    return "fp32"
+
+
+#: Where the embedded models' shipped weights live (one folder per model).
+WEIGHTS_ROOT = Path(__file__).parent / "weights"
+
+
 def load_model(spec: ModelSpec | str) -> ReferenceModel:
-    """Load a registered model or a ``hf:`` pipeline onto ``spec.device``."""
+    """Load a registered model or a ``hf:`` pipeline onto ``spec.device`` in ``spec.dtype``
+    (its default where None), and set its :attr:`~ReferenceModel.source` so that its
+    fingerprint reads no weight."""
+    from bench.models import provenance
+
     if isinstance(spec, str):
         spec = ModelSpec(spec)
     check_device(spec.device)
+    dtype = torch_dtype(spec.dtype or default_dtype(spec.name, spec.device))
     if spec.is_hub:
         from bench.models.hub import load_hub
 
-        return load_hub(spec)
+        return load_hub(spec, dtype)
     if spec.name.startswith("arch:"):
         from bench.models import arch
 
-        return arch.load(spec.name, device=spec.device)
+        return arch.load(spec.name, device=spec.device, dtype=dtype)
     info = get_model_info(spec.name)
     module_name, _, attr = info.loader.partition(":")
     loader = getattr(importlib.import_module(module_name), attr)
-    return loader(device=spec.device)
+    model = loader(device=spec.device)
+    if model.dtype != dtype:
+        for role, module in model.components().items():
+            model.set_component(role, module.to(dtype=dtype))
+        model.dtype = dtype
+    folder = WEIGHTS_ROOT / spec.name
+    if folder.is_dir():
+        model.set_source(provenance.files_source(folder, content=True))
+    return model

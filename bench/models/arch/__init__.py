@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 PREFIX = "arch:"
 SIZES = ("full", "tiny")
@@ -39,6 +40,8 @@ class ArchFamily:
         tiny_resolution: the ``@tiny`` variant's default resolution.
         resolution_multiple: height and width must be multiples of this (the VAE's and the
             patch size's factor); None for models that generate one size only.
+        cuda_dtype: the dtype its published weights use (``fp16``, ``bf16``): what it loads
+            in on CUDA unless ``--dtype`` says otherwise (on the CPU: fp32).
     """
 
     name: str
@@ -48,6 +51,7 @@ class ArchFamily:
     resolution: int
     tiny_resolution: int
     resolution_multiple: int | None = 8
+    cuda_dtype: str = "bf16"
 
 
 #: The families, by name (one entry per family module; the modules import lazily).
@@ -63,6 +67,7 @@ FAMILIES: dict[str, ArchFamily] = {
             resolution=512,
             tiny_resolution=64,
             resolution_multiple=8,
+            cuda_dtype="fp16",
         ),
         ArchFamily(
             "sdxl",
@@ -72,6 +77,7 @@ FAMILIES: dict[str, ArchFamily] = {
             resolution=1024,
             tiny_resolution=64,
             resolution_multiple=8,
+            cuda_dtype="fp16",
         ),
         ArchFamily(
             "sd3",
@@ -169,14 +175,32 @@ def names() -> list[str]:
     return [f"{PREFIX}{f}{suffix}" for f in sorted(FAMILIES) for suffix in ("", TINY_SUFFIX)]
 
 
-def load(name: str, device: str = "cpu", seed: int = 0):
-    """Build the ``arch:`` model ``name`` on ``device`` (random weights drawn from ``seed``)."""
+def load(name: str, device: str = "cpu", seed: int = 0, dtype: Any = None):
+    """Build the ``arch:`` model ``name`` on ``device`` (random weights drawn from ``seed``)
+    directly in ``dtype`` (default fp32): the tensors are created in it on the device, so a
+    full-size model never exists in another dtype or on another device first."""
+    import torch
+
     family, size = parse(name)
     module_name, _, attr = family.builder.partition(":")
     builder = getattr(importlib.import_module(module_name), attr)
-    model = builder(size=size, device=device, seed=seed)
+    dtype = dtype or torch.float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = builder(size=size, device=device, seed=seed)
+    finally:
+        torch.set_default_dtype(previous)
+    for role, module in model.components().items():  # tensors a builder made in fp32 on purpose
+        if any(t.is_floating_point() and t.dtype != dtype
+               for t in (*module.parameters(), *module.buffers())):
+            model.set_component(role, module.to(dtype=dtype))
     model.name = name
     model.random_weights = True
+    model.dtype = dtype
+    from bench.models.provenance import arch_source
+
+    model.set_source(arch_source(family.name, size, seed, dtype, model.components()))
     return model
 
 
