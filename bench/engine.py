@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import compare, machine, stats
+from bench import compare, footprint, machine, stats
 from bench.config import RunConfig
 from bench.formats import sanitize, slug
 from bench.harness import Timing
@@ -151,6 +151,9 @@ class Engine:
         self.out = Path(config.out_dir)
         self._suite: Any = None
         self._environment: dict[str, Any] | None = None
+        self._schedule: tuple[Schedule, str] | None = None
+        #: The dtype the model was loaded in (``fp32``, ``bf16``, ``fp16``).
+        self.load_dtype: str | None = None
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -175,6 +178,8 @@ class Engine:
             raise EngineError(f"no requested stack can run on {self.config.model}:\n{lines}")
 
     def _run_local(self, stacks, refused: dict[str, str]) -> RunResult:
+        from bench.models import sharing
+
         base, load_s = self._load()
         cfg = self.config = self.config.for_model(base)
         unsupported = dict(refused)
@@ -194,67 +199,84 @@ class Engine:
         q_seeds = [cfg.seed + i for i in range(cfg.quality_images)]
         reference_images = self._reference_images(base, q_prompts, q_seeds)
         runnable = [s for s in stacks if s.spec not in unsupported]
-        schedule, why = self._choose_schedule(base, len(runnable))
+        schedule, why = self._choose_schedule(base, runnable)
         self.log(f"schedule: {schedule.name} ({why})")
         ctx = _Context(base=base, load_s=load_s, timed=(timed_prompts, timed_seeds),
                        quality=(q_prompts, q_labels, q_seeds), reference_images=reference_images,
-                       load=load)
+                       load=load, shared=sharing.storages(base), versions=sharing.versions(base))
+        self._schedule = (schedule, why)
         records: dict[str, Record] = {}
+        writer = _Writer(self, ctx)
         for stack in stacks:
             if stack.spec in unsupported:
                 records[stack.spec] = self._record(base.describe(), stack, "unsupported",
                                                    unsupported[stack.spec])
+                writer.add(records[stack.spec])
         measured: list[_Measured] = []
         if schedule.all_at_once:
-            arms = [self._prepare(stack, base, ctx, records) for stack in runnable]
+            arms = [self._prepare(stack, base, ctx, records, writer) for stack in runnable]
             live = [a for a in arms if a is not None]
             measured = self._time(schedule, live, ctx)
             reference = next((m for m in measured if m.arm.label == REFERENCE), None)
             for m in measured:
                 records[m.arm.label] = self._finish(m, reference if cfg.measure_reference else None,
                                                     ctx, schedule)
-                if m is not reference:
-                    m.arm.close()
+                writer.add(records[m.arm.label])
+                m.arm.close()
+                footprint.release_memory(cfg.device)
         else:
             reference: _Measured | None = None
             for stack in runnable:
-                arm = self._prepare(stack, base, ctx, records)
+                arm = self._prepare(stack, base, ctx, records, writer)
                 if arm is None:
                     continue
                 m = self._time(schedule, [arm], ctx)[0]
                 if reference is None and cfg.measure_reference and arm.label == REFERENCE:
                     reference = m
                 records[arm.label] = self._finish(m, reference, ctx, schedule)
+                writer.add(records[arm.label])
                 measured.append(m)
-                if m is not reference:
-                    arm.close()
-        load = machine.finish(load, _mean_other(ctx.other_cores))
-        ordered = [records[s.spec] for s in stacks if s.spec in records]
+                arm.close()  # the reference keeps its timings, not its model
+                footprint.release_memory(cfg.device)
+        self._check_shared(ctx)
         drift = None
         reference = next((m for m in measured if m.arm.label == REFERENCE), None)
         if (not schedule.all_at_once and cfg.recheck_baseline and len(measured) > 1
                 and reference is not None and reference.timing.latencies_s):
-            drift = self._recheck(reference)
-        for m in measured:
-            if m.arm.model is not None:
-                m.arm.close()
-        result = RunResult(self.out, [], schedule=schedule.describe() | {"reason": why},
-                           load=load.as_dict(), drift=drift, images=self.images)
-        for rec in ordered:
-            rec.load = load.as_dict()
-            if load.warning and rec.ok:
-                rec.caveats.append(load.warning)
-            if rec.schedule is None:
-                rec.schedule = result.schedule
-            result.records.append(self._append(self.out, rec))
+            drift = self._recheck(reference, base, ctx)
+        load = writer.final_load()
+        ordered = [records[s.spec] for s in stacks if s.spec in records]
+        writer.flush()
+        result = RunResult(self.out, [writer.written[id(r)] for r in ordered],
+                           schedule=self._schedule_info(), load=load.as_dict(), drift=drift,
+                           images=self.images)
         result.warnings = self._warnings(load, drift)
         self._write_run_json(result)
         return result
 
+    def _schedule_info(self) -> dict[str, Any]:
+        """The run's schedule as it stands, with why it was chosen."""
+        schedule, why = self._schedule
+        return schedule.describe() | {"reason": why}
+
+    def _check_shared(self, ctx: _Context) -> None:
+        """Refuse a run in which something wrote into the loaded model's shared weights: every
+        stack's figures would then rest on changed weights."""
+        from bench.models import sharing
+
+        changed = sharing.written_in_place(ctx.versions)
+        if changed:
+            raise EngineError(
+                f"{len(changed)} weight tensor(s) of the loaded model were written in place during "
+                f"the run (e.g. {', '.join(changed[:3])}): a strategy changed weights it shares "
+                "with the other stacks instead of rebinding its own. Its figures and the others' "
+                "cannot be trusted; run the stacks one at a time to find it"
+            )
+
     # -- steps -----------------------------------------------------------------------------
     def _load(self):
         from bench.models.base import ModelSpec
-        from bench.models.registry import check_resolution, load_model
+        from bench.models.registry import check_resolution, dtype_name, load_model
         from strategies import StrategyError
 
         cfg = self.config
@@ -262,8 +284,9 @@ class Engine:
         t0 = time.perf_counter()
         base = load_model(ModelSpec(cfg.model, device=cfg.device,
                                     trust_remote_code=cfg.trust_remote_code,
-                                    allow_download=cfg.allow_download))
+                                    allow_download=cfg.allow_download, dtype=cfg.dtype))
         load_s = time.perf_counter() - t0
+        self.load_dtype = dtype_name(base.dtype)
         self.fingerprint = base.fingerprint()
         if cfg.steps is not None:
             if "num_inference_steps" not in base.call_args:
@@ -275,42 +298,53 @@ class Engine:
                 base.call_args["height"], base.call_args["width"] = cfg.resolution
         return base, load_s
 
-    def _choose_schedule(self, base, n_arms: int) -> tuple[Schedule, str]:
+    def _choose_schedule(self, base, stacks) -> tuple[Schedule, str]:
         from bench import schedules
+        from bench.models.sharing import weight_bytes
 
         cfg = self.config
+        n_arms = len(stacks)
         if self.forced_schedule is not None:
             return self.forced_schedule, "set by the caller"
         if cfg.schedule != "auto":
             return schedules.make(cfg.schedule, cfg.block), f"--schedule {cfg.schedule}"
         if n_arms <= 1:
             return schedules.make("sequential"), "one stack: nothing to alternate with"
-        size = machine.model_bytes(list(base.components().values()))
-        fits, words = machine.fits_at_once(size, n_arms, machine.free_bytes(cfg.device))
+        size = weight_bytes(base)
+        added = sum(s.added_weight_bytes(base) for stack in stacks for s in stack)
+        fits, words = machine.fits_at_once(size, added, n_arms, machine.free_bytes(cfg.device))
         if fits:
             return schedules.make("interleaved", cfg.block), f"all {n_arms} stacks fit in memory at once: {words}"
         return schedules.make("sequential"), f"the stacks do not fit in memory at once: {words}"
 
-    def _prepare(self, stack, base, ctx: _Context, records: dict[str, Record]) -> Any:
-        """Apply ``stack`` to a copy of the model; None (and a record saying why) if it fails."""
+    def _prepare(self, stack, base, ctx: _Context, records: dict[str, Record],
+                 writer: _Writer) -> Any:
+        """Apply ``stack`` to a copy of the model that shares its weights; None (and a record
+        saying why, written at once) if it cannot be applied. A stack that fails, or runs
+        out of memory, frees what it built; the run goes on."""
         from bench.arms import LocalArm
         from strategies import StrategyError
 
         self.log(f"[{stack.spec}] applying")
+        failed: Record | None = None
         try:
             t0 = time.perf_counter()
-            model = stack.apply(base.clone())
+            model = stack.apply(base.clone(share_weights=True))
             apply_s = time.perf_counter() - t0
         except StrategyError as exc:
-            records[stack.spec] = self._record(base.describe(), stack, "unsupported", str(exc))
+            failed = self._record(base.describe(), stack, "unsupported", str(exc))
             self.log(f"[{stack.spec}] not applicable: {exc}")
-            return None
         except Exception as exc:  # one failing stack must not end the run
-            rec = self._record(base.describe(), stack, "failed", f"{type(exc).__name__}: {exc}")
-            rec.traceback = traceback.format_exc()
-            records[stack.spec] = rec
-            self.log(f"[{stack.spec}] failed: {type(exc).__name__}: {exc}")
+            failed = self._record(base.describe(), stack, "failed", _failure(exc))
+            failed.traceback = traceback.format_exc()
+            self.log(f"[{stack.spec}] failed: {_failure(exc)}")
+        if failed is not None:
+            records[stack.spec] = failed
+            writer.add(failed)
+            footprint.release_memory(self.config.device)
+            self._check_shared(ctx)
             return None
+        self._check_shared(ctx)
         prompts, seeds = ctx.timed
         return LocalArm(stack.spec, model, prompts, seeds,
                         info={"apply_s": apply_s, "stack": stack.config(), "strategies": list(stack)})
@@ -340,7 +374,15 @@ class Engine:
         label = arms[0].label if len(arms) == 1 else f"{len(arms)} stacks, {schedule.name}"
         unit = "round" if schedule.name == "interleaved" else "call"
         bar = tqdm(desc=f"timing {label[:40]}", unit=unit, disable=not self.show_progress, leave=False)
-        hooks = Hooks(before_block=before, after_block=after,
+        def failed(i: int) -> None:  # free a failed stack's memory now, not at the end
+            arm = arms[i]
+            if arm.local and arm.model is not None:
+                self.log(f"[{arm.label}] failed while timed; its memory is freed, the run goes on")
+                arm.info.setdefault("describe", arm.model.describe())
+                arm.close()
+                footprint.release_memory(cfg.device)
+
+        hooks = Hooks(before_block=before, after_block=after, failed=failed,
                       progress=lambda msg: (bar.set_postfix_str(msg), bar.update(1)))
         sampler = make_sampler(cfg.device, cfg.sample_interval_s, gpus=gpus or None)
         try:
@@ -366,6 +408,12 @@ class Engine:
         decoding counts and quality."""
         arm, timing = m.arm, m.timing
         model = arm.model
+        if model is None:  # failed while timed, and freed then
+            rec = self._record(arm.info.get("describe") or {"name": self.config.model}, None,
+                               "failed", _failure_text(timing.error), spec=arm.label,
+                               stack_config=arm.info.get("stack"))
+            rec.schedule = schedule.describe()
+            return rec
         rec = self._record(model.describe(), None, "ok", None, spec=arm.label,
                            stack_config=arm.info.get("stack"))
         rec.settings["dtype"] = str(model.dtype).replace("torch.", "")
@@ -373,7 +421,7 @@ class Engine:
         rec.notes = json.loads(json.dumps(sanitize(model.notes), default=str))  # a snapshot
         rec.schedule = schedule.describe()
         if timing.error and not timing.latencies_s:
-            rec.fail("failed", timing.error)
+            rec.fail("failed", _failure_text(timing.error))
             return rec
         if not timing.latencies_s:
             rec.caveats.append("nothing was timed (the schedule ran no timed call)")
@@ -397,9 +445,9 @@ class Engine:
                 rec.image_prompts = list(q_prompts[:GRID_IMAGES])
                 rec.image_seeds = list(q_seeds[:GRID_IMAGES])
         except Exception as exc:  # the measurement is kept; the record says what failed
-            rec.fail("failed", f"{type(exc).__name__}: {exc}")
+            rec.fail("failed", _failure(exc))
             rec.traceback = traceback.format_exc()
-            self.log(f"[{arm.label}] failed: {type(exc).__name__}: {exc}")
+            self.log(f"[{arm.label}] failed: {_failure(exc)}")
         if timing.error:
             rec.caveats.append(f"stopped early: {timing.error}")
         return rec
@@ -442,8 +490,13 @@ class Engine:
             rec.sampler = m.result.as_dict()
             if arm.local:
                 rec.series_file = self._save_series(arm.label, m.result, timing)
+            own = None
+            if arm.local:
+                self.log(f"[{arm.label}] memory: one call alone")
+                own = footprint.stack_memory(arm.model, ctx.shared, lambda: arm.call(None),
+                                             cfg.device)
             rec.memory = memory_fields(m.result, m.cuda_peak_mb, local=arm.local,
-                                       attributed=m.shared)
+                                       attributed=m.shared, stack=own)
             rec.energy = energy_fields(m.result)
 
     def _samples(self, timing: Timing) -> compare.Samples:
@@ -520,13 +573,21 @@ class Engine:
                   leave=False) as bar:
             return arm.images(prompts, seeds, batch, progress=bar.update)
 
-    def _recheck(self, reference: _Measured) -> dict[str, Any]:
-        """Sequential runs: time the reference again after every stack. If the machine's
-        speed drifted meanwhile (other load, throttling), every speedup is off by as much."""
+    def _recheck(self, reference: _Measured, base, ctx: _Context) -> dict[str, Any]:
+        """Sequential runs: time the reference again after every stack (on a fresh arm over
+        the shared weights: the first one was freed). If the machine's speed drifted meanwhile
+        (other load, throttling), every speedup is off by as much."""
+        from bench.arms import LocalArm
         from bench.schedules import Sequential
 
         self.log("[baseline] timing again to check for drift")
-        again = Sequential().run([reference.arm], self.config.timing)[0]
+        arm = LocalArm(REFERENCE, base.clone(share_weights=True), *ctx.timed)
+        try:
+            again = Sequential().run([arm], self.config.timing)[0]
+        finally:
+            arm.close()
+        if not again.latencies_s:
+            return {"error": again.error or "no timed call"}
         first = stats.summarize(reference.timing.latencies_s).median
         last = stats.summarize(again.latencies_s).median
         return {"first_ms": first * 1000, "last_ms": last * 1000, "ratio": last / first,
@@ -658,6 +719,7 @@ class Engine:
                 "resolution": list(cfg.resolution) if cfg.resolution else None,
                 "quality_images": cfg.quality_images,
                 "seed": cfg.seed,
+                "load_dtype": self.load_dtype,
             },
             config=cfg.as_dict(),
             environment=self._environment,
@@ -697,7 +759,7 @@ class Engine:
         out = []
         if load.warning:
             out.append(load.warning)
-        if drift and abs(drift["ratio"] - 1) > 0.05:
+        if drift and drift.get("ratio") is not None and abs(drift["ratio"] - 1) > 0.05:
             out.append(
                 f"the baseline took {drift['first_ms']:.0f} ms per call at the start and "
                 f"{drift['last_ms']:.0f} ms at the end ({(drift['ratio'] - 1) * 100:+.0f}%): the "
@@ -722,6 +784,10 @@ class _Context:
     reference_images: Any
     load: machine.LoadReport
     other_cores: list[float | None] = field(default_factory=list)
+    #: Storages of the loaded model's weights, which every stack shares.
+    shared: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: Version counters of the loaded model's weights before any stack was applied.
+    versions: dict[int, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -732,6 +798,63 @@ class _Measured:
     cuda_peak_mb: float | None = None
     #: Timed in alternation with other arms: the sampler's window was shared.
     shared: bool = False
+
+
+class _Writer:
+    """Appends records to ``results.jsonl`` as their stacks finish, so that a run that dies
+    keeps what it measured. The reference's record comes first: records known before it
+    (stacks refused or failed before timing) wait for it."""
+
+    def __init__(self, engine: Engine, ctx: _Context) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self.pending: list[Record] = []
+        self.reference_done = not engine.config.measure_reference
+        #: Each written record's dict, by the id of its Record.
+        self.written: dict[int, dict[str, Any]] = {}
+
+    def add(self, rec: Record) -> None:
+        """Write ``rec`` now, or once the reference's record is written."""
+        if rec.strategy == REFERENCE:
+            self._write(rec)
+            self.reference_done = True
+            self.flush()
+        elif self.reference_done:
+            self._write(rec)
+        else:
+            self.pending.append(rec)
+
+    def flush(self) -> None:
+        """Write every record still waiting (the end of a run, or the reference done)."""
+        for rec in self.pending:
+            self._write(rec)
+        self.pending.clear()
+
+    def final_load(self) -> machine.LoadReport:
+        """The machine's load over the run so far."""
+        return machine.finish(self.ctx.load, _mean_other(self.ctx.other_cores))
+
+    def _write(self, rec: Record) -> None:
+        load = self.final_load()
+        rec.load = load.as_dict()
+        if load.warning and rec.ok and load.warning not in rec.caveats:
+            rec.caveats.append(load.warning)
+        if rec.schedule is None:
+            rec.schedule = self.engine._schedule_info()
+        self.written[id(rec)] = self.engine._append(self.engine.out, rec)
+
+
+def _failure(exc: BaseException) -> str:
+    """One line for a stack that raised: out-of-memory errors say so first."""
+    return _failure_text(f"{type(exc).__name__}: {exc}")
+
+
+def _failure_text(text: str | None) -> str:
+    text = (text or "failed").strip()
+    if "OutOfMemoryError" in text or "out of memory" in text.lower():
+        first = text.splitlines()[0]
+        return f"out of memory: {first}" if not first.startswith("out of memory") else first
+    return text
 
 
 def _torch_threads() -> int:

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import torch
 
+#: Small images are upscaled in grids until a cell is about this many pixels on its long side.
+GRID_CELL_PX = 64
 
-def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 10, scale: int = 4) -> Path:
-    """Save NCHW images in [0, 1] as one PNG grid (nearest-neighbour upscaled)."""
+
+def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 10, scale: int | None = None) -> Path:
+    """Save NCHW images in [0, 1] as one PNG grid, nearest-neighbour upscaled by ``scale``
+    (None: small images up to about :data:`GRID_CELL_PX` pixels, large ones as they are)."""
     from PIL import Image
 
+    if scale is None:
+        scale = max(1, GRID_CELL_PX // max(images.shape[-2:]))
     grid = _grid(images, ncol=ncol, scale=scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,9 @@ from typing import Any
 SLACK_CORES = 0.5
 #: Memory kept free when deciding whether all stacks fit at once, on top of the estimate.
 HEADROOM_BYTES = 1 << 30
-#: Each extra stack's copy is estimated at this multiple of the model's own bytes.
-COPY_MARGIN = 1.5
+#: What the stacks add over the shared model (their rewritten weights) is estimated at this
+#: multiple of the bytes counted, for allocator slack and transient copies.
+ADDED_MARGIN = 1.15
 
 
 def usable_cores() -> int:
@@ -123,20 +124,6 @@ def finish(report: LoadReport, busy_elsewhere: float | None) -> LoadReport:
     return report
 
 
-def model_bytes(modules: Sequence[Any]) -> int:
-    """Bytes of the parameters and buffers of ``modules`` (shared tensors counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for module in modules:
-        for tensor in [*module.parameters(), *module.buffers()]:
-            key = id(tensor)
-            if key in seen or tensor.device.type == "meta":
-                continue
-            seen.add(key)
-            total += tensor.numel() * tensor.element_size()
-    return total
-
-
 def free_bytes(device: str) -> int | None:
     """Memory free for more model copies: on CUDA the device's, else the host's."""
     import torch
@@ -153,19 +140,21 @@ def free_bytes(device: str) -> int | None:
         return None
 
 
-def fits_at_once(model_size: int, copies: int, free: int | None) -> tuple[bool, str]:
-    """Whether ``copies`` more copies of a model of ``model_size`` bytes fit in ``free``
-    bytes, with a margin; and the reasoning in words."""
-    need = int(copies * model_size * COPY_MARGIN) + HEADROOM_BYTES
+def fits_at_once(model_size: int, added: int, stacks: int, free: int | None) -> tuple[bool, str]:
+    """Whether ``stacks`` stacks fit in ``free`` bytes at once when they share a loaded model
+    of ``model_size`` bytes (already resident, so not counted against ``free``) and add
+    ``added`` bytes of weights of their own, with a margin; and the reasoning in words."""
+    need = int(added * ADDED_MARGIN) + HEADROOM_BYTES
     gib = 1 << 30
     if free is None:
         return False, "free memory could not be read"
-    words = (f"{copies} copies of a {model_size / gib:.2f} GiB model need about "
-             f"{need / gib:.1f} GiB with margin; {free / gib:.1f} GiB free")
+    words = (f"{stacks} stacks share the loaded {model_size / gib:.2f} GiB model and add about "
+             f"{added / gib:.2f} GiB of weights of their own: {need / gib:.1f} GiB with margin; "
+             f"{free / gib:.1f} GiB free")
     return need <= free, words
 
 
 __all__ = [
-    "LoadReport", "finish", "fits_at_once", "free_bytes", "model_bytes", "other_cores", "start",
+    "LoadReport", "finish", "fits_at_once", "free_bytes", "other_cores", "start",
     "usable_cores",
 ]

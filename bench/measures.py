@@ -49,26 +49,31 @@ def median_step_ms(timing: Timing) -> float | None:
     return steps[len(steps) // 2] * 1000 if steps else None
 
 
-def memory_fields(result: Any, cuda_peak: float | None, local: bool, attributed: bool) -> dict[str, Any]:
-    """Peak memory during this stack's own calls: sampled RSS and, on GPUs, the allocator's
-    (reset before each of its blocks), the device's and the process's views."""
+def memory_fields(result: Any, cuda_peak: float | None, local: bool, attributed: bool,
+                  stack: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Memory of one stack: its own figures (``stack``, from :func:`bench.footprint.stack_memory`:
+    ``weights_mb``, ``added_mb``, ``activations_mb`` and ``peak_mb`` = weights + activations
+    of one call made alone) and the process's views during its timed calls, which under
+    interleaving include every other stack's weights: sampled RSS (``process_peak_rss_mb``),
+    the kernel's high-water mark where it is the stack's own, and on GPUs the allocator's peak
+    (reset before each of its blocks) and the device's and the process's NVML readings."""
     summary = result.summary
-    mem: dict[str, Any] = {"peak_rss_mb": summary.get("peak_rss_mb") if local else None}
+    mem: dict[str, Any] = dict(stack or {})
+    mem["process_peak_rss_mb"] = summary.get("peak_rss_mb") if local else None
     if attributed:
         mem["rss_hwm_mb"] = None
-        mem["note"] = ("peaks from this stack's own samples; the kernel's high-water mark covers "
-                       "every stack of an interleaved run, so it is not attributed")
+        mem["note"] = ("process views cover every stack resident in an interleaved run; "
+                       "weights_mb, activations_mb and peak_mb are this stack's own")
     else:
         mem["rss_hwm_mb"] = summary.get("rss_hwm_mb") if local else None
     if not local:
         mem["reason"] = "measured in a worker process: the sampler watches this process's memory"
+        mem.setdefault("peak_mb", None)
     if cuda_peak is not None:
         mem["cuda_allocator_peak_mb"] = cuda_peak
         mem["device_peak_mb"] = summary.get("device_mem_peak_mb")
         mem["process_device_peak_mb"] = summary.get("process_mem_peak_mb")
-        mem["peak_mb"] = cuda_peak
-    else:
-        mem["peak_mb"] = mem["peak_rss_mb"]
+    mem.setdefault("peak_mb", None)
     return mem
 
 

@@ -33,11 +33,14 @@ class Hooks:
         before_block: called with an arm's index before each block of its timed calls.
         after_block: called with an arm's index after each block.
         progress: called with a short status line after each block.
+        failed: called with an arm's index once it has failed and left the schedule (the
+            engine frees its memory at once).
     """
 
     before_block: Callable[[int], None] | None = None
     after_block: Callable[[int], None] | None = None
     progress: Callable[[str], None] | None = None
+    failed: Callable[[int], None] | None = None
 
 
 class Schedule(ABC):
@@ -60,24 +63,30 @@ class Schedule(ABC):
     def run(self, arms: Sequence[Any], timing: TimingConfig, hooks: Hooks | None = None) -> list[Timing]:
         """Warm up and time ``arms``; one :class:`~bench.harness.Timing` per arm, in order.
 
-        An arm that raises is recorded in its ``Timing.error`` and leaves the schedule; the
-        first arm (the reference) raising ends it.
+        An arm that raises is recorded in its ``Timing.error`` and leaves the schedule; when
+        arms are timed in alternation, the first arm (the reference) raising ends it.
         """
 
 
-def _attempt(timings: list[Timing], i: int, fn: Callable[[], Any]) -> Any:
+def _attempt(timings: list[Timing], i: int, fn: Callable[[], Any], hooks: Hooks,
+             fatal: bool = False) -> Any:
+    """``fn()``; an exception is recorded as arm ``i``'s error (and re-raised when ``fatal``)."""
     try:
         return fn()
     except Exception as exc:  # a failing stack is a result, not the end of the run
-        if i == 0:
+        if fatal:
             raise
         timings[i].error = f"{type(exc).__name__}: {exc}"
+        if hooks.failed:
+            hooks.failed(i)
         return None
 
 
-def _warm(arms: Sequence[Any], timings: list[Timing], n: int) -> None:
+def _warm(arms: Sequence[Any], timings: list[Timing], n: int, hooks: Hooks,
+          fatal_first: bool) -> None:
     for i, arm in enumerate(arms):
-        bounds = _attempt(timings, i, lambda arm=arm: arm.warmup(n)) or []
+        bounds = _attempt(timings, i, lambda arm=arm: arm.warmup(n), hooks,
+                          fatal=fatal_first and i == 0) or []
         timings[i].warmup_bounds = [tuple(b) for b in bounds]
         timings[i].warmup_s = [b - a for a, b in timings[i].warmup_bounds]
         if timings[i].warmup_s:
@@ -96,14 +105,14 @@ class Sequential(Schedule):
         hooks = hooks or Hooks()
         timings = [Timing() for _ in arms]
         for i, arm in enumerate(arms):
-            _warm([arm], timings[i:i + 1], timing.warmup)
+            _warm([arm], timings[i:i + 1], timing.warmup, hooks, fatal_first=False)
             if timings[i].error:
                 continue
             if hooks.before_block:
                 hooks.before_block(i)
             started = clock()
             while not timings[i].error:
-                got = _attempt(timings, i, lambda arm=arm: arm.time(1, timing.sync_steps))
+                got = _attempt(timings, i, lambda arm=arm: arm.time(1, timing.sync_steps), hooks)
                 if got is None:
                     break
                 timings[i].add(got)
@@ -149,7 +158,7 @@ class Interleaved(Schedule):
     def run(self, arms: Sequence[Any], timing: TimingConfig, hooks: Hooks | None = None) -> list[Timing]:
         hooks = hooks or Hooks()
         timings = [Timing() for _ in arms]
-        _warm(arms, timings, timing.warmup)
+        _warm(arms, timings, timing.warmup, hooks, fatal_first=True)
         indexed = list(enumerate(arms))
         r = 0
         while True:
@@ -159,7 +168,8 @@ class Interleaved(Schedule):
                     continue
                 if hooks.before_block:
                     hooks.before_block(i)
-                got = _attempt(timings, i, lambda arm=arm: arm.time(self.block, timing.sync_steps))
+                got = _attempt(timings, i, lambda arm=arm: arm.time(self.block, timing.sync_steps),
+                               hooks, fatal=i == 0)
                 if hooks.after_block:
                     hooks.after_block(i)
                 if got is not None:

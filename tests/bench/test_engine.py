@@ -32,12 +32,16 @@ def interleaved(tmp_path_factory):
 
 def test_every_stack_is_a_record_reference_first(interleaved):
     out, result = interleaved
+    # Written as they finish, the reference first; those refused before timing right after it.
     df = results.load(out)
-    assert list(df.strategy) == ["baseline", "steps:n=2", "speculative", "scheduler:name=unipc+steps:n=2"]
-    assert list(df.status) == ["ok", "ok", "unsupported", "ok"]
+    assert list(df.strategy) == ["baseline", "speculative", "steps:n=2", "scheduler:name=unipc+steps:n=2"]
+    assert list(df.status) == ["ok", "unsupported", "ok", "ok"]
+    assert [r["strategy"] for r in result.records] == [
+        "baseline", "steps:n=2", "speculative", "scheduler:name=unipc+steps:n=2"]
     assert "autoregressive" in df.set_index("strategy").loc["speculative", "error"]
     assert set(df.schedule.dropna()) == {"interleaved"}
-    assert df.loc[0, "steps"] == 4 and df.loc[1, "steps"] == 2
+    steps = df.set_index("strategy")["steps"]
+    assert steps["baseline"] == 4 and steps["steps:n=2"] == 2
     assert result.schedule["name"] == "interleaved" and "fit in memory" in result.schedule["reason"]
 
 
@@ -67,8 +71,13 @@ def test_each_stack_gets_its_own_samples_memory_energy_and_series(interleaved):
         if r["status"] != "ok":
             continue
         assert r["sampler"]["summary"]["windows"] == 6
-        assert r["memory"]["peak_mb"] == r["memory"]["peak_rss_mb"] > 0
-        assert r["memory"]["rss_hwm_mb"] is None  # not attributable when interleaved
+        mem = r["memory"]
+        # The stack's own figures: its weights plus one call made alone, not the process's
+        # RSS, which holds every interleaved stack.
+        assert mem["peak_mb"] == pytest.approx(mem["weights_mb"] + mem["activations_mb"])
+        assert mem["weights_mb"] > 0 and mem["activations_mb"] >= 0 and mem["added_mb"] == 0
+        assert mem["process_peak_rss_mb"] > mem["peak_mb"]
+        assert mem["rss_hwm_mb"] is None  # the kernel's mark is not attributable when interleaved
         energy = r["energy"]
         assert energy["windows"] == 6
         if energy["energy_j"] is None:
@@ -110,6 +119,7 @@ def test_sequential_runs_each_stack_alone_and_rechecks_the_baseline(tmp_path):
     assert base["timing"]["bounds"][-1][1] < fewer["timing"]["bounds"][0][0]  # one, then the other
     assert fewer["stats"]["speedup"]["method"].startswith("independent")
     assert fewer["memory"]["rss_hwm_mb"] > 0  # the high-water mark is the stack's own here
+    assert fewer["memory"]["weights_mb"] == pytest.approx(base["memory"]["weights_mb"])
     drift = json.loads((tmp_path / "run.json").read_text())["baseline_drift"]
     assert drift["ratio"] == pytest.approx(drift["last_ms"] / drift["first_ms"])
     assert len(drift["latencies_s"]) == 3

@@ -26,17 +26,11 @@ def test_oversubscription_is_said_with_the_remedy():
     assert single.oversubscribed and "--threads" not in single.warning  # already one thread
 
 
-def test_memory_fit_has_a_margin():
+def test_memory_fit_counts_what_the_stacks_add_with_a_margin():
     gib = 1 << 30
-    fits, words = machine.fits_at_once(gib, 4, 16 * gib)
-    assert fits and "4 copies" in words
-    assert not machine.fits_at_once(gib, 4, 6 * gib)[0]  # 4 x 1.5 + 1 GiB headroom > 6
-    assert not machine.fits_at_once(gib, 2, None)[0]
-
-
-def test_model_bytes_counts_shared_tensors_once():
-    import torch
-
-    a = torch.nn.Linear(10, 10)
-    b = torch.nn.Sequential(a, torch.nn.Linear(10, 10))
-    assert machine.model_bytes([a, b]) == 2 * (100 + 10) * 4
+    # Four stacks share a 12 GiB model (already loaded) and add 6 GiB of their own (a cast).
+    fits, words = machine.fits_at_once(12 * gib, 6 * gib, 4, 9 * gib)
+    assert fits and "4 stacks share the loaded 12.00 GiB model" in words and "6.00 GiB" in words
+    assert not machine.fits_at_once(12 * gib, 6 * gib, 4, 7 * gib)[0]  # 6 x 1.15 + 1 > 7
+    assert machine.fits_at_once(12 * gib, 0, 8, 2 * gib)[0]  # stacks that add nothing
+    assert not machine.fits_at_once(gib, 0, 2, None)[0]

@@ -224,10 +224,12 @@ def test_engine_energy_and_memory_fields():
     assert energy["images_per_kwh"] == pytest.approx(16 * 3.6e6 / energy["energy_j"])
     assert set(energy["per_device"]) == {"cuda:0", "cuda:1"}
     assert energy["images"] == 16
-    memory = memory_fields(r, cuda_peak=5000.0, local=True, attributed=False)
+    own = {"weights_mb": 3000.0, "added_mb": 0.0, "activations_mb": 1200.0, "peak_mb": 4200.0}
+    memory = memory_fields(r, cuda_peak=5000.0, local=True, attributed=False, stack=own)
     assert memory["device_peak_mb"] == pytest.approx(24 * 1024)
     assert memory["process_device_peak_mb"] == pytest.approx(8 * 1024)
-    assert memory["cuda_allocator_peak_mb"] == memory["peak_mb"] == 5000.0
+    assert memory["cuda_allocator_peak_mb"] == 5000.0  # the process's view, every stack resident
+    assert memory["peak_mb"] == 4200.0 and memory["weights_mb"] == 3000.0  # the stack's own
 
     lost = _run(NVMLSampler(interval_s=0.02, nvml=FakeNVML(init_error=NVML_ERROR_LIBRARY_NOT_FOUND)), 0.1)
     energy = energy_fields(lost)
