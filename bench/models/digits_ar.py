@@ -285,10 +285,18 @@ def load_lm(
     if not (directory / "config.json").is_file():
         command = command or (DISTILL_COMMAND if directory.name == "draft" else TRAIN_COMMAND)
         raise FileNotFoundError(f"{what} weights not found in {directory}; train them with `{command}`")
+    from bench.models import weight_codec
+
     with quiet_loading():
-        lm = LlamaForCausalLM.from_pretrained(
-            str(directory), dtype=torch.float32, use_safetensors=True, local_files_only=True
-        )
+        if weight_codec.is_encoded(directory):
+            from transformers import LlamaConfig
+
+            lm = LlamaForCausalLM(LlamaConfig.from_pretrained(str(directory)))
+            lm.load_state_dict(weight_codec.load_encoded(directory), strict=True)
+        else:
+            lm = LlamaForCausalLM.from_pretrained(
+                str(directory), dtype=torch.float32, use_safetensors=True, local_files_only=True
+            )
     lm.generation_config = generation_config()
     return lm.to(device).eval()
 
@@ -365,9 +373,9 @@ class DigitsAR(ReferenceModel):
         ar_decoding.merge_stats(self.notes.setdefault("decoding", {}), stats)
         return tokens_to_images(tokens)
 
-    def clone(self) -> DigitsAR:
-        """A deep copy whose decoding counts start from zero."""
-        twin = super().clone()
+    def clone(self, share_weights: bool = False) -> DigitsAR:
+        """A copy (see :meth:`ReferenceModel.clone`) whose decoding counts start from zero."""
+        twin = super().clone(share_weights)
         twin.notes.pop("decoding", None)
         return twin  # type: ignore[return-value]
 

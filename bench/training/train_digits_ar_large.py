@@ -14,7 +14,9 @@ It runs :mod:`bench.training.train_digits_ar` with the large architecture (batch
 600 steps within ``--target-minutes``, EMA, the better of EMA and raw weights kept), then
 :mod:`bench.training.distill_digits_ar_draft` with a fresh 2 x 128 draft distilled on the
 target's own samples (``--draft-minutes``), and writes both into
-``bench/models/weights/digits-ar-large/`` (float16 safetensors; the draft in ``draft/``).
+``bench/models/weights/digits-ar-large/`` (the target as int8 rows with float16 scales,
+:mod:`bench.models.weight_codec`, so that the repository stays small enough to travel to a GPU
+machine; the draft as float16 safetensors in ``draft/``).
 ``--skip-target`` distils a new draft for the target already there.
 
 Measured on the 2-core CPU machine (one thread, sharing the machine with other jobs): the
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         ])
         if code:
             return code
+        from bench.models import weight_codec
+
+        weight_codec.main([str(args.out)])
     target_s = time.perf_counter() - start
     code = distill_digits_ar_draft.main([
         "--target", str(args.out), "--out", str(args.out / "draft"), "--init-layers", "none",
