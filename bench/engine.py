@@ -604,7 +604,7 @@ class Engine:
         cfg = self.config
         current_src = Path(cfg.current_src) if cfg.current_src else default_current_src()
         t0 = time.perf_counter()
-        base = load_model(ModelSpec(cfg.model, device=cfg.device))  # prompts and scoring
+        base = load_model(ModelSpec(cfg.model, device=cfg.device, dtype=cfg.dtype))  # prompts, scoring
         load_s = time.perf_counter() - t0
         cfg = self.config = self.config.for_model(base)
         if cfg.steps is not None:
@@ -626,7 +626,8 @@ class Engine:
                     label = f"{side}:{stack.spec}"
                     self.log(f"[{label}] starting a worker in {src}")
                     arm = WorkerArm(label, src, side, {
-                        "model": cfg.model, "device": cfg.device, "strategy": stack.spec,
+                        "model": cfg.model, "device": cfg.device, "dtype": cfg.dtype,
+                        "strategy": stack.spec,
                         "steps": cfg.steps, "threads": cfg.threads, "prompts": timed_prompts,
                         "seeds": timed_seeds}, self.out / "workers")
                     if arm.status != "ok":

@@ -53,7 +53,8 @@ def _serve(config: dict, out) -> None:
 
     device = torch.device(config.get("device", "cpu"))
     t0 = time.perf_counter()
-    base = load_model(ModelSpec(config["model"], device=str(device)))
+    dtype = {"dtype": config["dtype"]} if config.get("dtype") else {}  # older trees lack it
+    base = load_model(ModelSpec(config["model"], device=str(device), **dtype))
     load_s = time.perf_counter() - t0
     if config.get("steps"):
         base.call_args["num_inference_steps"] = int(config["steps"])
