@@ -6,6 +6,7 @@ cannot be recomputed from them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -99,8 +100,47 @@ def relative_half_width(summary: Summary) -> float:
 #: How :func:`speedup` compares independent samples.
 INDEPENDENT = "independent samples: ratio of medians, bootstrap 95% interval, Mann-Whitney U"
 #: How :func:`paired_speedup` compares the rounds of an interleaved run.
-PAIRED = ("paired rounds: median of per-round ratios, order-statistic 95% interval, "
-          "Wilcoxon signed-rank")
+PAIRED = ("paired rounds: median of per-round ratios, order-statistic interval, sign test "
+          "(the interval excludes 1 exactly when the test rejects)")
+
+#: The four words every comparison reads as.
+FASTER, SLOWER, EQUIVALENT, INCONCLUSIVE = "faster", "slower", "equivalent", "inconclusive"
+VERDICTS = (FASTER, SLOWER, EQUIVALENT, INCONCLUSIVE)
+#: The practical margin of "equivalent": the whole interval within +-5% of no change.
+MARGIN = 0.05
+
+
+def verdict(ratio_low: float, ratio_high: float, significant: bool, margin: float = MARGIN) -> str:
+    """The word for a speedup interval [``ratio_low``, ``ratio_high``] (>1: faster):
+    ``equivalent`` when the whole interval lies within ``margin`` of no change (log-symmetric:
+    between 1/(1+margin) and 1+margin), else ``faster``/``slower`` when the interval excludes
+    1 and the test agrees (``significant``), else ``inconclusive``."""
+    if not (math.isfinite(ratio_low) and math.isfinite(ratio_high)):
+        return INCONCLUSIVE
+    if 1 / (1 + margin) <= ratio_low and ratio_high <= 1 + margin:
+        return EQUIVALENT
+    if significant and ratio_low > 1:
+        return FASTER
+    if significant and ratio_high < 1:
+        return SLOWER
+    return INCONCLUSIVE
+
+
+def benjamini_hochberg(p_values: Sequence[float], q: float = 0.05) -> list[bool]:
+    """Which of ``p_values`` are discoveries at false discovery rate ``q`` (Benjamini-Hochberg
+    step-up; NaN is never a discovery)."""
+    p = np.asarray([x if x is not None and not math.isnan(x) else np.inf for x in p_values],
+                   dtype=float)
+    m = int(np.isfinite(p).sum())
+    out = [False] * len(p)
+    if m == 0:
+        return out
+    order = np.argsort(p)
+    passed = [k for k, i in enumerate(order, start=1) if p[i] <= q * k / m]
+    if passed:
+        for i in order[: max(passed)]:
+            out[int(i)] = True
+    return out
 
 
 @dataclass(frozen=True)
@@ -111,9 +151,13 @@ class Speedup:
         ratio: reference latency over candidate latency (>1: the candidate is faster).
         ci_low, ci_high: the 95% interval of the ratio.
         p_value: two-sided p-value of "no difference".
-        significant: p < 0.05.
+        significant: the test rejects "no difference" at the interval's level (paired: exactly
+            when the interval excludes 1).
         method: how it was computed (:data:`INDEPENDENT` or :data:`PAIRED`).
         n: samples (independent: the smaller side) or paired rounds behind it.
+        ci_level: the interval's actual coverage (order-statistic intervals of few rounds
+            cover more than 95%; under 6 rounds even the full range covers less).
+        verdict: one of :data:`VERDICTS` at the default margin (:func:`verdict`).
     """
 
     ratio: float
@@ -123,6 +167,8 @@ class Speedup:
     significant: bool
     method: str = INDEPENDENT
     n: int = 0
+    ci_level: float = CONFIDENCE
+    verdict: str = INCONCLUSIVE
 
     def as_dict(self) -> dict[str, float | bool | str | int]:
         return asdict(self)
@@ -145,7 +191,7 @@ def speedup(
 
     The interval resamples both samples independently (seeded, so reproducible); the
     p-value is the two-sided Mann-Whitney U test on the raw samples. ``significant`` means
-    p < 1 - confidence.
+    p < 1 - confidence and an interval that excludes 1 (both must agree).
     """
     a = np.asarray(baseline, dtype=float)
     b = np.asarray(candidate, dtype=float)
@@ -159,15 +205,70 @@ def speedup(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(ratios, [alpha, 1 - alpha])
     p = mann_whitney_p(a, b)
+    significant = bool(p < 1 - confidence and (low > 1 or high < 1))  # test and interval agree
     return Speedup(
         ratio=ratio,
         ci_low=float(low),
         ci_high=float(high),
         p_value=p,
-        significant=bool(p < 1 - confidence),
+        significant=significant,
         method=INDEPENDENT,
         n=int(min(a.size, b.size)),
+        ci_level=confidence,
+        verdict=verdict(float(low), float(high), significant),
     )
+
+
+#: How :func:`probe_corrected_speedup` compares two separate runs.
+PROBED = ("separate runs: ratio of medians with the machine-speed probe's change divided out, "
+          "bootstrap 95% interval over calls and probe samples")
+
+
+def probe_corrected_speedup(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    baseline_probe: Sequence[float],
+    candidate_probe: Sequence[float],
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = 4000,
+    seed: int = 0,
+    margin: float = MARGIN,
+) -> Speedup:
+    """How many times faster ``candidate`` is than ``baseline``, measured in two separate
+    runs, with the change of the machine's own speed between them divided out.
+
+    ``*_probe`` are each run's machine-speed probe samples (:mod:`bench.probe`). The speedup
+    is (median baseline / median baseline probe) / (median candidate / median candidate
+    probe): a machine 30% slower during the candidate's run slows its probe as much. The
+    interval resamples the four samples independently; the test is the interval itself
+    (p-value: twice the bootstrap share on the far side of 1), so they agree.
+    """
+    a, b = np.asarray(baseline, float), np.asarray(candidate, float)
+    pa, pb = np.asarray(baseline_probe, float), np.asarray(candidate_probe, float)
+    if min(a.size, b.size, pa.size, pb.size) == 0:
+        raise ValueError("every sample needs at least one value")
+    ratio = float((np.median(a) / np.median(pa)) / (np.median(b) / np.median(pb)))
+    rng = np.random.default_rng(seed)
+
+    def medians(x: np.ndarray) -> np.ndarray:
+        return np.median(rng.choice(x, size=(resamples, x.size), replace=True), axis=1)
+
+    boot = (medians(a) / medians(pa)) / (medians(b) / medians(pb))
+    alpha = (1 - confidence) / 2
+    low, high = (float(v) for v in np.quantile(boot, [alpha, 1 - alpha]))
+    p = float(min(1.0, 2 * min((boot <= 1).mean(), (boot >= 1).mean())))
+    significant = bool(low > 1 or high < 1)
+    return Speedup(ratio=ratio, ci_low=low, ci_high=high, p_value=p, significant=significant,
+                   method=PROBED, n=int(min(a.size, b.size)), ci_level=confidence,
+                   verdict=verdict(low, high, significant, margin))
+
+
+def machine_change(baseline_probe: Sequence[float], candidate_probe: Sequence[float]) -> float:
+    """How much slower the machine ran during the candidate's run than during the
+    baseline's, by their probes' medians (+0.27: 27% slower)."""
+    return float(np.median(np.asarray(candidate_probe, float)) /
+                 np.median(np.asarray(baseline_probe, float)) - 1)
 
 
 def round_means(latencies: Sequence[float], rounds: Sequence[int]) -> dict[int, float]:
@@ -188,28 +289,48 @@ def paired_log_ratios(
     return [float(np.log(a[r] / b[r])) for r in sorted(set(a) & set(b))]
 
 
-def paired_speedup(log_ratios: Sequence[float], confidence: float = CONFIDENCE) -> Speedup:
+def paired_speedup(log_ratios: Sequence[float], confidence: float = CONFIDENCE,
+                   margin: float = MARGIN) -> Speedup:
     """Speedup from the per-round log ratios of two stacks timed in alternation.
 
     Each round timed both stacks within seconds of each other, so a round's ratio cancels
-    whatever the machine did meanwhile. The estimate is the median per-round ratio, its
-    interval the distribution-free order-statistic interval of that median (:func:`median_ci`),
-    and the test Wilcoxon's signed-rank test of the log ratios around 0.
+    whatever the machine did meanwhile. One estimator whose parts agree: the estimate is the
+    median per-round ratio, its interval the distribution-free order-statistic interval of
+    that median (:func:`median_ci`, with its actual coverage), and the test the sign test of
+    the log ratios around 0, which rejects at the interval's level exactly when the interval
+    excludes 0 (the interval is the sign test inverted).
     """
     x = np.asarray(log_ratios, dtype=float)
     if x.size == 0:
         raise ValueError("no paired rounds")
-    low, high, _ = median_ci(x, confidence)
-    p = wilcoxon_p(x)
+    low, high, level = median_ci(x, confidence)
+    significant = bool(x.size > 1 and (low > 0 or high < 0) and level >= confidence)
+    ratio_low, ratio_high = float(np.exp(low)), float(np.exp(high))
     return Speedup(
         ratio=float(np.exp(np.median(x))),
-        ci_low=float(np.exp(low)),
-        ci_high=float(np.exp(high)),
-        p_value=p,
-        significant=bool(p < 1 - confidence),
+        ci_low=ratio_low,
+        ci_high=ratio_high,
+        p_value=sign_test_p(x),
+        significant=significant,
         method=PAIRED,
         n=int(x.size),
+        ci_level=level,
+        verdict=verdict(ratio_low, ratio_high, significant, margin) if level >= confidence
+        else INCONCLUSIVE,
     )
+
+
+def sign_test_p(x: Sequence[float]) -> float:
+    """Two-sided exact sign test of ``x`` around 0 (zeros count half each way)."""
+    from scipy.stats import binom
+
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    if n == 0:
+        return 1.0
+    below = float((x < 0).sum() + 0.5 * (x == 0).sum())
+    k = min(below, n - below)
+    return float(min(1.0, 2 * binom.cdf(math.floor(k), n, 0.5)))
 
 
 def wilcoxon_p(x: Sequence[float]) -> float:
