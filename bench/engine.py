@@ -152,6 +152,7 @@ class Engine:
         self._suite: Any = None
         self._environment: dict[str, Any] | None = None
         self._schedule: tuple[Schedule, str] | None = None
+        self._machine_probe: Any = None
         #: The dtype the model was loaded in (``fp32``, ``bf16``, ``fp16``).
         self.load_dtype: str | None = None
 
@@ -183,22 +184,29 @@ class Engine:
         base, load_s = self._load()
         cfg = self.config = self.config.for_model(base)
         unsupported = dict(refused)
+        same: dict[str, str] = {}
         for stack in stacks:
             if stack.spec in unsupported:
                 continue
             reason = next((f"{s.spec}: {r}" for s in stack if (r := s.supports(base))), None)
             if reason:
                 unsupported[stack.spec] = reason
-        self._check_requested(stacks, refused, unsupported)
+            elif not stack.is_baseline:
+                reasons = [s.same_as_baseline(base) for s in stack]
+                if all(reasons):
+                    same[stack.spec] = "same as baseline: " + "; ".join(reasons)
+        self._check_requested(stacks, refused, {**unsupported, **same})
         for spec, reason in unsupported.items():
             self.log(f"[{spec}] not applicable: {reason}")
+        for spec, reason in same.items():
+            self.log(f"[{spec}] not timed: {reason}")
         load = machine.start(torch_threads=_torch_threads())
         timed_prompts, _ = base.prompts(cfg.batch_size)
         timed_seeds = [cfg.seed + i for i in range(cfg.batch_size)]
         q_prompts, q_labels = base.prompts(cfg.quality_images)
         q_seeds = [cfg.seed + i for i in range(cfg.quality_images)]
         reference_images = self._reference_images(base, q_prompts, q_seeds)
-        runnable = [s for s in stacks if s.spec not in unsupported]
+        runnable = [s for s in stacks if s.spec not in unsupported and s.spec not in same]
         schedule, why = self._choose_schedule(base, runnable)
         self.log(f"schedule: {schedule.name} ({why})")
         ctx = _Context(base=base, load_s=load_s, timed=(timed_prompts, timed_seeds),
@@ -208,9 +216,10 @@ class Engine:
         records: dict[str, Record] = {}
         writer = _Writer(self, ctx)
         for stack in stacks:
-            if stack.spec in unsupported:
-                records[stack.spec] = self._record(base.describe(), stack, "unsupported",
-                                                   unsupported[stack.spec])
+            if stack.spec in unsupported or stack.spec in same:
+                status = "unsupported" if stack.spec in unsupported else "same"
+                records[stack.spec] = self._record(base.describe(), stack, status,
+                                                   unsupported.get(stack.spec) or same[stack.spec])
                 writer.add(records[stack.spec])
         measured: list[_Measured] = []
         if schedule.all_at_once:
@@ -253,6 +262,14 @@ class Engine:
         result.warnings = self._warnings(load, drift)
         self._write_run_json(result)
         return result
+
+    def _probe(self) -> Any:
+        """The run's machine-speed probe (one per run, its samples kept across schedules)."""
+        from bench.probe import Probe
+
+        if self._machine_probe is None:
+            self._machine_probe = Probe(self.config.device)
+        return self._machine_probe
 
     def _schedule_info(self) -> dict[str, Any]:
         """The run's schedule as it stands, with why it was chosen."""
@@ -382,7 +399,10 @@ class Engine:
                 arm.close()
                 footprint.release_memory(cfg.device)
 
+        local = any(a.local for a in arms)
+        probe = self._probe() if local else None
         hooks = Hooks(before_block=before, after_block=after, failed=failed,
+                      round_end=probe.run if probe is not None else None,
                       progress=lambda msg: (bar.set_postfix_str(msg), bar.update(1)))
         sampler = make_sampler(cfg.device, cfg.sample_interval_s, gpus=gpus or None)
         try:
@@ -842,6 +862,8 @@ class _Writer:
             rec.caveats.append(load.warning)
         if rec.schedule is None:
             rec.schedule = self.engine._schedule_info()
+        if self.engine._machine_probe is not None and rec.ok:
+            rec.probe = self.engine._machine_probe.as_dict()
         self.written[id(rec)] = self.engine._append(self.engine.out, rec)
 
 

@@ -14,12 +14,13 @@ Each input becomes a list of :class:`Entry`; entries of the two sides are matche
 that are not accelbench's), and checked against :class:`Rules`:
 
 * **latency** (``mode="absolute"``): the current median against the baseline's. A slowdown
-  counts only when it is larger than ``max_slowdown`` *and* significant: Mann-Whitney U on
-  the raw samples (p < ``alpha``) where both sides kept them, else non-overlapping 95%
-  intervals of the median. Two arms of one interleaved job are compared round by round
-  instead (median per-round ratio, Wilcoxon signed-rank on the log ratios), which cancels
-  the machine's drift. Meant for two measurements made on the same machine (pytest-
-  benchmark on a dedicated runner, or the two arms of one interleaved job).
+  counts only when it is larger than ``max_slowdown`` *and* its verdict is ``slower``
+  (:mod:`bench.compare`): two arms of one interleaved job round by round (median per-round
+  ratio, its order-statistic interval and the sign test), which cancels the machine's
+  drift; two separate runs through their machine-speed probes (the machine's change divided
+  out); raw samples without probes with Mann-Whitney U; else non-overlapping 95% intervals
+  of the median. The false discovery rate is held at ``alpha`` over every latency check
+  (Benjamini-Hochberg).
 * **latency** (``mode="speedup"``): each strategy's speedup over its own run's reference
   (the ``baseline`` stack measured in the same job) against the baseline's speedup. The
   ratio cancels the machine's speed, so a committed baseline holds across runners; a drop
@@ -115,6 +116,8 @@ class Entry:
     #: of one job can then be compared round by round (a paired test).
     rounds: list[int] | None = None
     run_id: str | None = None
+    #: The run's machine-speed probe samples (seconds): separate runs are compared through it.
+    probe_s: list[float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return sanitize(asdict(self))
@@ -125,7 +128,7 @@ class Entry:
         return compare.Samples(
             latencies_s=self.latencies_s, batch_size=int(self.settings.get("batch_size") or 1),
             rounds=self.rounds, run_id=self.run_id, median_ms=lat.get("median"),
-            ci_low_ms=lat.get("ci_low"), ci_high_ms=lat.get("ci_high"))
+            ci_low_ms=lat.get("ci_low"), ci_high_ms=lat.get("ci_high"), probe_s=self.probe_s)
 
     @classmethod
     def from_latencies(cls, key: str, latencies_s: Sequence[float], **kwargs: Any) -> Entry:
@@ -217,7 +220,8 @@ def entries_from_records(records: Iterable[dict[str, Any]], source: str = "") ->
             summary = {**st["latency_ms"], "ci_method": "recorded"}
         speed = st.get("speedup") or None
         if speed:
-            speed = {k: speed.get(k) for k in ("ratio", "ci_low", "ci_high", "p_value", "significant")}
+            speed = {k: speed.get(k) for k in ("ratio", "ci_low", "ci_high", "p_value", "significant",
+                                               "ci_level", "method", "verdict")}
         entries.append(
             Entry(
                 key=entry_key(model_name, rec.get("strategy"), settings, str(rec.get("strategy"))),
@@ -236,6 +240,7 @@ def entries_from_records(records: Iterable[dict[str, Any]], source: str = "") ->
                 source=source,
                 rounds=timing.get("rounds") or None,
                 run_id=rec.get("run_id"),
+                probe_s=(rec.get("probe") or {}).get("latencies_s") or None,
             )
         )
     _fill_speedups(entries)
@@ -445,14 +450,16 @@ class Rules:
         max_slowdown: relative slowdown tolerated (0.10 = 10%).
         alpha: significance level of the latency test.
         quality: quality rules.
-        test: ``auto`` (two arms of one interleaved job are compared round by round:
-            Wilcoxon signed-rank on the per-round log ratios; otherwise Mann-Whitney U)
-            or ``mann-whitney`` (always unpaired).
+        test: ``auto`` (two arms of one interleaved job are compared round by round: the
+            sign test on the per-round log ratios; separate runs through their probes;
+            otherwise Mann-Whitney U) or ``mann-whitney`` (never paired).
     """
 
     latency: str = "absolute"
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN
     alpha: float = DEFAULT_ALPHA
+    #: The practical margin of "equivalent" (+-5%).
+    margin: float = 0.05
     quality: tuple[QualityRule, ...] = ()
     test: str = "auto"
 
@@ -560,11 +567,11 @@ def _direction(metric: str, *entries: Entry) -> bool:
 
 def compare_latency(base: Entry, cur: Entry, rules: Rules, key: str | None = None) -> Check:
     """Absolute latency check of one pair, through :func:`bench.compare.latency_change`: two
-    stacks of one interleaved run are compared round by round (Wilcoxon signed-rank on the
-    per-round ratios, which cancels the machine's drift; with ``rules.test ==
-    "mann-whitney"`` they are not paired), others on their raw samples (Mann-Whitney U) or,
-    without raw samples, by whether their 95% intervals are apart. A regression is slower by
-    more than ``max_slowdown`` and significant.
+    stacks of one interleaved run are compared round by round (the sign test on the per-round
+    ratios, which cancels the machine's drift; with ``rules.test == "mann-whitney"`` they are
+    not paired), separate runs through their machine-speed probes, others on their raw samples
+    (Mann-Whitney U) or, without raw samples, by whether their 95% intervals are apart. A
+    regression is slower by more than ``max_slowdown`` and called ``slower``.
     """
     key = key or cur.key
     limit = f"+{rules.max_slowdown:.0%}"
@@ -577,23 +584,29 @@ def compare_latency(base: Entry, cur: Entry, rules: Rules, key: str | None = Non
         from dataclasses import replace
 
         bs, cs = replace(bs, run_id=None), replace(cs, run_id=None)
-    change = compare.latency_change(bs, cs, rules.alpha)
+    change = compare.latency_change(bs, cs, rules.alpha, rules.margin)
     if change is None:
         return Check(key, "latency", "latency_ms", b, c, None, limit, "skipped",
                      reason="latencies cannot be compared")
-    test = {stats.PAIRED: f"wilcoxon ({change.n} paired rounds)",
+    test = {stats.PAIRED: f"sign test ({change.n} paired rounds)",
+            stats.PROBED: "probe-corrected",
             stats.INDEPENDENT: "mann-whitney"}.get(change.method, "ci-overlap")
     p = None if math.isnan(change.p_value) else change.p_value
     slowdown = change.change
-    slower, faster = change.direction == "slower", change.direction == "faster"
+    slower, faster = change.verdict == "slower", change.verdict == "faster"
+    machine = ""
+    if change.method == stats.PROBED:
+        moved = stats.machine_change(bs.probe_s, cs.probe_s)  # type: ignore[arg-type]
+        machine = (f"; the machine was {abs(moved):.0%} {'slower' if moved > 0 else 'faster'} "
+                   "during the current run (its probe), divided out")
     if slowdown > rules.max_slowdown and slower:
-        outcome, reason = "regression", f"{slowdown:+.1%} slower, significant"
+        outcome, reason = "regression", f"{slowdown:+.1%} slower ({change.verdict}){machine}"
     elif slowdown > rules.max_slowdown:
-        outcome, reason = "pass", f"{slowdown:+.1%} but not significant"
+        outcome, reason = "pass", f"{slowdown:+.1%} but {change.verdict}{machine}"
     elif faster and -slowdown > rules.max_slowdown:
-        outcome, reason = "improved", f"{-slowdown:.1%} faster, significant"
+        outcome, reason = "improved", f"{-slowdown:.1%} faster{machine}"
     else:
-        outcome, reason = "pass", ""
+        outcome, reason = "pass", change.verdict + machine
     return Check(key, "latency", "latency_ms", b, c, slowdown, limit, outcome, test, p,
                  change.significant, reason)
 
@@ -764,6 +777,26 @@ def _check_pairs(verdict: Verdict, pairs: Sequence[tuple[Entry, Entry, str]]) ->
             if a is not None and b is not None and a != b:
                 verdict.notes.append(f"{k}: {name} differs (baseline {a}, current {b})")
         verdict.checks.extend(compare_pair(base, cur, verdict.rules, k))
+    control_fdr(verdict)
+
+
+def control_fdr(verdict: Verdict) -> None:
+    """Hold the false discovery rate of the latency checks at ``rules.alpha``
+    (Benjamini-Hochberg over every latency check with a test): a slowdown or gain that is not
+    a discovery among them passes, saying so."""
+    tested = [c for c in verdict.checks if c.kind == "latency" and c.p_value is not None]
+    if len(tested) < 2:
+        return
+    found = stats.benjamini_hochberg([c.p_value for c in tested], verdict.rules.alpha)
+    demoted = 0
+    for check, discovery in zip(tested, found, strict=True):
+        if check.outcome in ("regression", "improved") and not discovery:
+            check.outcome = "pass"
+            check.reason += f" (not a discovery at {verdict.rules.alpha:.0%} false discovery rate)"
+            demoted += 1
+    verdict.notes.append(
+        f"latency verdicts hold the false discovery rate at {verdict.rules.alpha:.0%} over "
+        f"{len(tested)} checks (Benjamini-Hochberg)" + (f"; {demoted} not a discovery" if demoted else ""))
 
 
 def gate_pairs(
@@ -843,8 +876,10 @@ def format_table(verdict: Verdict) -> str:
         test = "-"
         if c.test == "mann-whitney" and c.p_value is not None:
             test = f"MWU p={c.p_value:.3g}"
-        elif c.test and c.test.startswith("wilcoxon") and c.p_value is not None:
+        elif c.test and c.test.startswith("sign test") and c.p_value is not None:
             test = f"paired p={c.p_value:.3g}"
+        elif c.test == "probe-corrected" and c.p_value is not None:
+            test = f"probe p={c.p_value:.3g}"
         elif c.test:
             test = c.test
         result = _MARK[c.outcome] + (f": {c.reason}" if c.reason else "")

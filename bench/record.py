@@ -29,7 +29,8 @@ class Record:
         run_id: the run that measured it (stacks of one run share it; their rounds pair).
         model: the model's description (``ReferenceModel.describe()``), name at least.
         strategy: the canonical stack spec.
-        status: ``ok``, ``unsupported`` (with the reason) or ``failed`` (with the error).
+        status: ``ok``, ``unsupported`` (with the reason), ``same`` (the stack leaves the
+            model as it is, with the reason; not timed) or ``failed`` (with the error).
         settings: device, batch size, steps, resolution, dtype, quality images, seed.
         schedule: how it was timed: ``name`` (interleaved or sequential), why that one,
             rounds and block (interleaved), arm order.
@@ -46,6 +47,8 @@ class Record:
         caveats: what makes a figure of this record less than it seems, in words.
         slower_because: when the stack is significantly slower than the baseline, the likely
             reasons the record's own facts show (:mod:`bench.explain`).
+        probe: the run's machine-speed probe (:mod:`bench.probe`): its samples so far, their
+            median and what it is; separate runs are compared through it.
     """
 
     run_id: str | None
@@ -85,6 +88,7 @@ class Record:
     sweep: dict[str, Any] | None = None
     traceback: str | None = None
     log_tail: str | None = None
+    probe: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

@@ -35,12 +35,15 @@ class Hooks:
         progress: called with a short status line after each block.
         failed: called with an arm's index once it has failed and left the schedule (the
             engine frees its memory at once).
+        round_end: called between rounds (interleaved) or timed calls (sequential), outside
+            every timed window: the engine times its machine-speed probe there.
     """
 
     before_block: Callable[[int], None] | None = None
     after_block: Callable[[int], None] | None = None
     progress: Callable[[str], None] | None = None
     failed: Callable[[int], None] | None = None
+    round_end: Callable[[], None] | None = None
 
 
 class Schedule(ABC):
@@ -116,6 +119,8 @@ class Sequential(Schedule):
                 if got is None:
                     break
                 timings[i].add(got)
+                if hooks.round_end:
+                    hooks.round_end()
                 n, elapsed = len(timings[i].latencies_s), clock() - started
                 if hooks.progress:
                     hooks.progress(f"{arm.label}: {n} calls")
@@ -176,6 +181,8 @@ class Interleaved(Schedule):
                     timings[i].add(got, r)
             r += 1
             self.rounds_run = r
+            if hooks.round_end:
+                hooks.round_end()
             if hooks.progress:
                 hooks.progress(f"round {r}")
             if self._done(timings, timing, r):
@@ -198,7 +205,7 @@ class Interleaved(Schedule):
         """Relative half-width of each arm's paired speedup over the first arm (inf until
         enough rounds)."""
         from bench import stats
-        from bench.compare import MIN_PAIRED_ROUNDS
+        from bench.compare import MIN_CONFIDENT_ROUNDS
 
         ref = timings[0]
         out = []
@@ -206,7 +213,7 @@ class Interleaved(Schedule):
             if t.error:
                 continue
             pairs = stats.paired_log_ratios(ref.latencies_s, ref.rounds, t.latencies_s, t.rounds)
-            if len(pairs) < MIN_PAIRED_ROUNDS:
+            if len(pairs) < MIN_CONFIDENT_ROUNDS:
                 out.append(float("inf"))
             else:
                 out.append(stats.paired_speedup(pairs).relative_half_width)

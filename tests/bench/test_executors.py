@@ -148,8 +148,12 @@ def test_speedup_is_against_a_baseline_timed_in_the_same_job(crash_sweep):
     r, base = rec["steps:n=1"], rec["baseline"]
     ref = r["reference"]
     assert ref["status"] == "ok" and len(ref["latencies_s"]) == 2
-    expected = stats.speedup(ref["latencies_s"], r["timing"]["latencies_s"]).ratio
+    # Timed in alternation, so paired round by round; two rounds give no 95% interval.
+    pairs = stats.paired_log_ratios(ref["latencies_s"], ref["rounds"], r["timing"]["latencies_s"],
+                                    r["timing"]["rounds"])
+    expected = stats.paired_speedup(pairs).ratio
     assert r["stats"]["speedup"]["ratio"] == pytest.approx(expected)
+    assert r["stats"]["speedup"]["verdict"] == "inconclusive"
     assert r["sweep"]["pid"] != base["sweep"]["pid"]  # its own process, not the baseline job's
     # Timed in alternation with the stack, round by round (no drift bracket needed).
     assert ref["rounds"] == r["timing"]["rounds"] == [0, 1] and ref["after"] is None
