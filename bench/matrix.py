@@ -2,9 +2,12 @@
 and what does it buy there?
 
 Every strategy (default parameters) and a few obvious stacks run on every architecture model
-through the engine, one run per model (all its stacks interleaved). Each cell is ``ok`` (with
-the speedup over the same model's baseline and the PSNR against it, a numerical deviation on
-random weights), ``unsupported`` (the strategy's own reason) or ``failed`` (the error). The
+through the engine, one run per model (all its stacks interleaved, at least 8 paired rounds).
+Each cell is ``ok`` (with the speedup over the same model's baseline, its verdict - faster,
+slower, equivalent or inconclusive, the false discovery rate held over every cell of the
+matrix - and the PSNR against the baseline, a numerical deviation on random weights),
+``same`` (the stack leaves the model as it is: not timed), ``unsupported`` (the strategy's own
+reason) or ``failed`` (the error). The
 result is ``matrix.json``, ``matrix.md`` (the table, then every reason) and one run
 directory per model (``accelbench report DIR/*/`` draws them).
 """
@@ -45,14 +48,38 @@ class Cell:
     psnr: float | None = None
     reason: str | None = None
     caveats: tuple[str, ...] = ()
+    p_value: float | None = None
+    ci_level: float | None = None
+    method: str | None = None
+    #: faster, slower, equivalent or inconclusive, over every cell of the matrix at once.
+    verdict: str | None = None
 
     def short(self) -> str:
-        """The table's text: ``1.93x, 31 dB``, ``n/a`` or ``FAILED``."""
+        """The table's text: ``1.93x faster, 31 dB``, ``same``, ``n/a`` or ``FAILED``."""
         if self.status == "ok":
-            sp = "-" if self.speedup is None else f"{self.speedup:.2f}x" + ("" if self.significant else " n.s.")
+            sp = "-" if self.speedup is None else f"{self.speedup:.2f}x" + (f" {self.verdict}" if self.verdict else "")
             db = "" if self.psnr is None else (", exact" if math.isinf(self.psnr) else f", {self.psnr:.0f} dB")
             return sp + db + (" \u2020" if self.caveats else "")
+        if self.status == "same":
+            return "same as baseline"
         return "n/a" if self.status == "unsupported" else "FAILED"
+
+    def speedup_dict(self) -> dict[str, Any] | None:
+        """The cell's speedup as a record holds it (for :func:`bench.compare.verdicts`)."""
+        if self.status != "ok" or self.speedup is None:
+            return None
+        return {"ratio": self.speedup, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "p_value": self.p_value, "significant": self.significant,
+                "ci_level": self.ci_level, "method": self.method}
+
+
+def judge(cells: Sequence[Cell]) -> list[Cell]:
+    """Give every ``ok`` cell its verdict, the false discovery rate held over all of them."""
+    from bench.compare import verdicts
+
+    for cell, word in zip(cells, verdicts([c.speedup_dict() for c in cells]), strict=True):
+        cell.verdict = word
+    return list(cells)
 
 
 def default_models() -> list[str]:
@@ -87,7 +114,8 @@ def _cells_from_records(model: str, records: list[dict[str, Any]]) -> list[Cell]
             speedup=number(sp.get("ratio")), ci_low=number(sp.get("ci_low")),
             ci_high=number(sp.get("ci_high")), significant=sp.get("significant"),
             psnr=number(quality.get("psnr")), reason=reason,
-            caveats=tuple(r.get("caveats") or ()),
+            caveats=tuple(r.get("caveats") or ()), p_value=number(sp.get("p_value")),
+            ci_level=number(sp.get("ci_level")), method=sp.get("method"),
         ))
     return cells
 
@@ -105,7 +133,7 @@ def refused_cells(model: str, stacks: Sequence[str], message: str) -> list[Cell]
 
 
 def run_matrix(models: Sequence[str], stacks: Sequence[str], out_dir: Path, *, device: str = "cpu",
-               iterations: int = 5, warmup: int = 1, quality_images: int = 2,
+               iterations: int = 8, warmup: int = 2, quality_images: int = 2,
                threads: int | None = None, log: Callable[[str], None] | None = None,
                show_progress: bool = True) -> list[Cell]:
     """Measure ``stacks`` on each of ``models`` and write the matrix to ``out_dir``."""
@@ -137,8 +165,10 @@ def run_matrix(models: Sequence[str], stacks: Sequence[str], out_dir: Path, *, d
             error = f"{type(exc).__name__}: {exc}"
             cells += [Cell(model, s, "failed", reason=error) for s in stacks]
         log(f"   {model}: {time.perf_counter() - t0:.0f} s")
+    judge(cells)
     write(cells, out_dir, {"models": list(models), "stacks": list(stacks), "device": device,
-                           "iterations": iterations, "seconds": time.perf_counter() - started})
+                           "iterations": iterations, "warmup": warmup,
+                           "seconds": time.perf_counter() - started})
     return cells
 
 
@@ -161,7 +191,7 @@ def read(path: Path) -> list[Cell]:
     out = []
     for c in doc["cells"]:
         c = dict(c)
-        for key in ("speedup", "ci_low", "ci_high", "psnr"):
+        for key in ("speedup", "ci_low", "ci_high", "psnr", "p_value", "ci_level"):
             c[key] = number(c.get(key))
         c["caveats"] = tuple(c.get("caveats") or ())
         out.append(Cell(**c))
@@ -179,15 +209,23 @@ def markdown(cells: Sequence[Cell], reasons: bool = False) -> str:
     for s in stacks:
         row = [by[(m, s)].short() if (m, s) in by else "" for m in models]
         lines.append(f"| `{s}` | " + " | ".join(row) + " |")
-    counts = {k: sum(c.status == k for c in cells) for k in ("ok", "unsupported", "failed")}
-    lines += ["", f"{counts['ok']} ok, {counts['unsupported']} not applicable (n/a), "
-                  f"{counts['failed']} failed. Speedup over the same model's baseline (n.s.: not "
-                  "significant), PSNR against its images (random weights: numerical deviation; "
-                  "exact: identical output). \u2020: speedup not representative on random weights."]
+    counts = {k: sum(c.status == k for c in cells) for k in ("ok", "same", "unsupported", "failed")}
+    words = {w: sum(c.verdict == w for c in cells if c.status == "ok")
+             for w in ("faster", "slower", "equivalent", "inconclusive")}
+    lines += ["", f"{counts['ok']} ok ({words['faster']} faster, {words['slower']} slower, "
+                  f"{words['equivalent']} equivalent, {words['inconclusive']} inconclusive), "
+                  f"{counts['same']} same as baseline (not timed), {counts['unsupported']} not "
+                  f"applicable (n/a), {counts['failed']} failed. Speedup over the same model's "
+                  "baseline, paired by round; faster/slower: its 95% interval excludes no change "
+                  f"and the sign test agrees, the false discovery rate held at 5% over the "
+                  f"{counts['ok']} cells (Benjamini-Hochberg); equivalent: the whole interval "
+                  "within +-5%; inconclusive: neither. PSNR against the baseline's images "
+                  "(random weights: numerical deviation; exact: identical output). \u2020: "
+                  "speedup not representative on random weights."]
     if reasons:
         lines += ["", "## Why not", ""]
         for c in cells:
-            if c.status != "ok":
+            if c.status not in ("ok",):
                 lines.append(f"- `{c.strategy}` on {c.model.removeprefix('arch:')}: {c.status}: {c.reason}")
         notes = [c for c in cells if c.caveats]
         if notes:

@@ -254,6 +254,13 @@ class Strategy(ABC):
             return dict(components)
         return {role: components[role] for role in self.rewrites if role in components}
 
+    def same_as_baseline(self, model: ReferenceModel) -> str | None:
+        """Why applying this strategy to ``model`` would leave its computation exactly as it
+        is (the model already runs 10 steps, is already loaded in bf16), in words; None when
+        it changes something. A stack all of whose strategies say so is recorded as ``same``
+        with the reason, and not timed: an A/A comparison would only measure noise."""
+        return None
+
     def incompatible_with(self, other: Strategy) -> str | None:
         """Why this strategy cannot share a stack with ``other``, or None."""
         return None

@@ -50,11 +50,11 @@ class _Precision(Strategy):
                 total += t.numel() * self.dtype.itemsize
         return total
 
-    def supports(self, model) -> str | None:
+    def same_as_baseline(self, model) -> str | None:
         if model.dtype == self.dtype:
             return (f"{model.name} is already loaded in {self.name} (--dtype {self.name}): "
                     "casting it again changes nothing; load it in fp32 to measure this cast")
-        return super().supports(model)
+        return None
 
     def apply(self, model):
         from diffusers.utils import logging as diffusers_logging

@@ -33,6 +33,11 @@ class FewerSteps(Strategy):
             )
         return super().supports(model)
 
+    def same_as_baseline(self, model) -> str | None:
+        if model.call_args.get("num_inference_steps") == self.config.n:
+            return f"{model.name} already runs {self.config.n} denoising steps"
+        return None
+
     def apply(self, model):
         model.call_args["num_inference_steps"] = self.config.n
         return model

@@ -25,19 +25,25 @@ def test_a_small_matrix_through_the_engine(tmp_path):
 
 
 def test_markdown_and_readme_block(tmp_path):
-    cells = [Cell("arch:a", "x", "ok", speedup=2.0, significant=True, psnr=math.inf),
+    cells = [Cell("arch:a", "x", "ok", speedup=2.0, significant=True, psnr=math.inf,
+                  ci_low=1.8, ci_high=2.2, p_value=0.002, ci_level=0.98, method="paired"),
              Cell("arch:b", "x", "unsupported", reason="no"),
              Cell("arch:a", "y", "failed", reason="boom"),
-             Cell("arch:b", "y", "ok", speedup=0.9, significant=False, psnr=30.2, caveats=("c",))]
+             Cell("arch:b", "y", "ok", speedup=0.9, significant=False, psnr=30.2, caveats=("c",),
+                  ci_low=0.7, ci_high=1.1, p_value=0.3, ci_level=0.98, method="paired"),
+             Cell("arch:a", "z", "same", reason="same as baseline: already 10 steps")]
+    matrix.judge(cells)
     md = matrix.markdown(cells, reasons=True)
-    assert "| `x` | 2.00x, exact | n/a |" in md
-    assert "| `y` | FAILED | 0.90x n.s., 30 dB \u2020 |" in md
+    assert "| `x` | 2.00x faster, exact | n/a |" in md
+    assert "| `y` | FAILED | 0.90x inconclusive, 30 dB \u2020 |" in md
+    assert "| `z` | same as baseline |  |" in md
+    assert "(1 faster, 0 slower, 0 equivalent, 1 inconclusive), 1 same as baseline" in md
     assert "- `x` on b: unsupported: no" in md and "- `y` on a: failed: boom" in md
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{matrix.README_START}\nold\n{matrix.README_END}\nrest\n")
     matrix.update_readme(readme, cells, "accelbench matrix --out m")
     text = readme.read_text()
-    assert "old" not in text and "| `x` | 2.00x, exact | n/a |" in text
+    assert "old" not in text and "| `x` | 2.00x faster, exact | n/a |" in text
     assert text.startswith("intro\n") and text.endswith("rest\n")
     other = tmp_path / "other.md"
     other.write_text("no markers here\n")
@@ -81,8 +87,11 @@ def test_the_committed_matrix_has_no_failed_cell_and_is_the_readmes_table():
               for c in cells if "+" not in c.strategy}
     promised = [(m, s) for m in ("sd15", "sdxl") for s in ("deepcache", "tome")]
     promised += [(m, "fbcache") for m in ("flux", "pixart-sigma", "sd3")]
-    promised += [(m, s) for m in ("sd15", "sdxl", "sd3", "flux", "pixart-sigma", "sana")
-                 for s in ("quant", "compile", "steps")]
+    diffusion = ("sd15", "sdxl", "sd3", "flux", "pixart-sigma", "sana")
+    promised += [(m, s) for m in diffusion for s in ("quant", "compile")]
     assert [p for p in promised if status.get(p) != "ok"] == []
+    # steps:n=10 on tiny models that already run 10 steps: an A/A cell, recorded as such.
+    assert {status.get((m, "steps")) for m in diffusion} == {"same"}
+    assert not [c for c in cells if c.status == "ok" and c.verdict is None]
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert matrix.markdown(cells) in readme
