@@ -118,6 +118,9 @@ def describe_cmd(name: str) -> None:
                    "(e.g. 5%), or --max-seconds pass.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
               help="Untimed warm-up calls per stack before timing.")
+@click.option("--margin", default="5%", show_default=True, metavar="PCT",
+              help="Practical margin of 'equivalent': a speedup whose whole interval lies within "
+                   "+-PCT of no change reads as equivalent.")
 @click.option("--block", default=1, show_default=True, type=click.IntRange(min=1),
               help="Interleaved: calls of one stack in a row within a round.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -150,7 +153,7 @@ def describe_cmd(name: str) -> None:
               help="CLIP model of the CLIP score on hf: models (hub id or local folder; default "
                    "openai/clip-vit-large-patch14). Scores of different backbones don't compare.")
 def run_cmd(model, strategies, device, dtype, batch_size, steps, resolution, schedule, iterations,
-            min_seconds, max_seconds, target_ci, warmup, block, threads, quality_images, out_dir,
+            min_seconds, max_seconds, target_ci, warmup, margin, block, threads, quality_images, out_dir,
             baseline_src, current_src, sample_interval, no_flops, no_cache, allow_download,
             trust_remote_code, quiet, no_report=False, real_images_dir=None,
             clip_backbone=None) -> None:
@@ -165,7 +168,7 @@ def run_cmd(model, strategies, device, dtype, batch_size, steps, resolution, sch
     from bench.engine import Engine, plan_stacks
     from bench.gate import parse_fraction
     from bench.quality.config import DEFAULT_CLIP_BACKBONE, QualityConfig
-    from bench.summary import schedule_line, slower_lines, summary_table
+    from bench.summary import schedule_line, slower_lines, summary_table, verdict_note
     from bench.sweep import parse_resolution
 
     iterations, warmup = smoke.cap("iterations", iterations), smoke.cap("warmup", warmup)
@@ -207,12 +210,15 @@ def run_cmd(model, strategies, device, dtype, batch_size, steps, resolution, sch
         baseline_src=str(baseline_src) if baseline_src else None,
         current_src=str(current_src) if current_src else None,
     )
+    margin = parse_fraction(margin, "--margin")
     plan_stacks(config.strategies, device)  # fail on bad specs before loading anything
     started = time.perf_counter()
     result = Engine(config, show_progress=not quiet,
                     log=None if quiet else (lambda m: click.echo(m, err=True))).run()
     click.echo(schedule_line(result.schedule))
-    click.echo(summary_table(result.records))
+    click.echo(summary_table(result.records, margin))
+    if verdict_note(result.records, margin):
+        click.echo(verdict_note(result.records, margin))
     for line in slower_lines(result.records):
         click.echo(line)
     if result.baseline_records:
@@ -313,7 +319,10 @@ Examples:
 @click.option("--max-slowdown", default="10%", show_default=True,
               help="Relative slowdown tolerated (10% or 0.10); larger ones count only if significant.")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Significance level of the latency test.")
+              help="Significance level of the latency test, and the false discovery rate held "
+                   "over all latency checks.")
+@click.option("--margin", default="5%", show_default=True, metavar="PCT",
+              help="Practical margin of 'equivalent' (a change whose interval lies within +-PCT).")
 @click.option("--latency", "latency_mode", type=click.Choice(["absolute", "speedup", "off"]),
               default="absolute", show_default=True,
               help="Compare latencies (absolute), each stack's speedup over its own run's "
@@ -327,23 +336,26 @@ Examples:
               help="Write the machine-readable verdict here.")
 @click.option("--save-baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write CURRENT as a gate baseline file to commit.")
-def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, latency_mode,
+def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, margin, latency_mode,
              latency_test, quality_rules, json_out, save_baseline) -> None:
     """Compare CURRENT with --baseline and exit 0 (pass), 1 (regression) or 2 (usage error).
 
     CURRENT and the baseline are run directories, results.jsonl files, pytest-benchmark JSON
     files or gate baseline files; entries are matched by model, strategy and batch size. A
-    slowdown beyond --max-slowdown counts only when it is also significant: two stacks of one
-    interleaved run are compared round by round (Wilcoxon signed-rank on per-round ratios),
-    others with Mann-Whitney U on the raw samples, or by non-overlapping 95% intervals where
-    raw samples were not kept. Quality rules use each metric's declared direction; quality is
-    deterministic for fixed seeds, so it needs no test.
+    slowdown beyond --max-slowdown counts only when it is also called slower: two stacks of one
+    interleaved run are compared round by round (sign test on per-round ratios), two separate
+    runs through each run's machine-speed probe (the machine's change divided out), others
+    with Mann-Whitney U, or by non-overlapping 95% intervals where raw samples were not kept;
+    the false discovery rate is held at --alpha over the latency checks. Quality rules use
+    each metric's declared direction; quality is deterministic for fixed seeds, so it needs no
+    test.
     """
     from bench import gate as gatelib
 
     rules = gatelib.Rules(
         latency=latency_mode,
         max_slowdown=gatelib.parse_fraction(max_slowdown, "--max-slowdown"),
+        margin=gatelib.parse_fraction(margin, "--margin"),
         alpha=alpha,
         quality=tuple(gatelib.QualityRule.parse(r) for r in quality_rules),
         test=latency_test,
@@ -386,9 +398,10 @@ Exit status: 0 no cell failed, 1 some cell failed, 2 bad input.
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for matrix.json, matrix.md and one run directory per model.")
 @click.option("-d", "--device", default="cpu", show_default=True, help="cpu, cuda...")
-@click.option("-n", "--iterations", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Timed calls per stack (interleaved rounds).")
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0),
+@click.option("-n", "--iterations", default=8, show_default=True, type=click.IntRange(min=6),
+              help="Timed calls per stack (paired interleaved rounds; 6 at least, the fewest "
+                   "whose interval of the median reaches 95%).")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
               help="Untimed calls per stack first (compile happens here).")
 @click.option("-q", "--quality-images", default=2, show_default=True, type=click.IntRange(min=0),
               help="Images per stack for PSNR against the baseline.")

@@ -7,19 +7,52 @@ from typing import Any
 from bench.formats import fmt
 
 
-def _speedup(sp: dict[str, Any]) -> str:
+def _speedup(sp: dict[str, Any], word: str | None) -> str:
     if not sp:
         return "-"
     text = f"{fmt(sp.get('ratio'), '.2f')}x [{fmt(sp.get('ci_low'), '.2f')}-{fmt(sp.get('ci_high'), '.2f')}]"
-    return text if sp.get("significant", True) else text + " n.s."
+    return f"{text} {word}" if word else text
 
 
-def summary_table(records: list[dict[str, Any]]) -> str:
+def run_verdicts(records: list[dict[str, Any]], margin: float | None = None) -> dict[str, str]:
+    """The verdict of each stack's speedup over the reference, the run's comparisons taken
+    together (false discovery rate controlled: :func:`bench.compare.verdicts`); ``margin``:
+    the practical margin of ``equivalent`` (default +-5%)."""
+    from bench import stats
+    from bench.compare import verdicts
+
+    compared = [r for r in records if r.get("status") == "ok" and r["strategy"] != "baseline"
+                and (r.get("stats") or {}).get("speedup")]
+    words = verdicts([r["stats"]["speedup"] for r in compared],
+                     margin=stats.MARGIN if margin is None else margin)
+    return {r["strategy"]: w for r, w in zip(compared, words, strict=True) if w}
+
+
+def verdict_note(records: list[dict[str, Any]], margin: float | None = None) -> str | None:
+    """The line under a summary that says what its words mean and how many comparisons the
+    false discovery rate was held over; None where nothing was compared."""
+    from bench import stats
+    from bench.compare import FDR_NOTE
+
+    n = len(run_verdicts(records, margin))
+    if not n:
+        return None
+    levels = sorted({(sp.get("n"), sp.get("ci_level")) for r in records
+                     if (sp := (r.get("stats") or {}).get("speedup") or {}).get("ci_level")
+                     and abs(sp["ci_level"] - 0.95) > 0.001 and sp.get("n")})
+    coverage = "; ".join(f"{level:.1%} at {k} rounds" for k, level in levels)
+    note = FDR_NOTE.format(n=n, margin=stats.MARGIN if margin is None else margin)
+    return note + (f". Paired intervals' actual coverage: {coverage}" if coverage else "")
+
+
+def summary_table(records: list[dict[str, Any]], margin: float | None = None) -> str:
     """One line per stack: latency (median and 95% CI), images/s, speedup over the reference
-    with its 95% interval (``n.s.``: not significantly different), and quality."""
+    with its 95% interval and its verdict (faster, slower, equivalent, inconclusive), and
+    quality."""
     header = ("strategy", "ms/call", "95% CI", "img/s", "speedup [95% CI]", "PSNR", "SSIM",
               "adherence", "FID")
     rows = [header]
+    words = run_verdicts(records, margin)
     for r in records:
         if r.get("status") != "ok":
             rows.append((r["strategy"], r.get("status", "?"), (r.get("error") or "")[:90], "", "",
@@ -32,7 +65,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
             fmt(lat["median"], ".1f"),
             f"{fmt(lat['ci_low'], '.1f')}-{fmt(lat['ci_high'], '.1f')}",
             fmt(r["stats"]["images_per_s"], ".1f"),
-            _speedup(r["stats"].get("speedup") or {}) if r["strategy"] != "baseline" else "reference",
+            (_speedup(r["stats"].get("speedup") or {}, words.get(r["strategy"]))
+             if r["strategy"] != "baseline" else "reference"),
             fmt(q.get("psnr"), ".1f"),
             fmt(q.get("ssim"), ".3f"),
             fmt(q.get("adherence"), ".2f"),
@@ -54,7 +88,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
 
 
 def _refused(row: tuple) -> bool:
-    return len(row) > 3 and row[1] in ("unsupported", "failed") and not row[3]
+    return len(row) > 3 and row[1] in ("unsupported", "same", "failed") and not row[3]
 
 
 def _drop_empty(rows: list[tuple]) -> list[tuple]:
@@ -115,6 +149,7 @@ def tune_summary(tune: dict[str, Any]) -> str:
     for r in tune.get("candidates") or []:
         q = ", ".join(f"{k} {fmt(v, '.3g')}" for k, v in sorted(r["quality"].items()) if k in ("psnr", "adherence", "fid", "ssim"))
         sp = f"{fmt(r['speedup'], '.2f')}x [{fmt(r['ci_low'], '.2f')}-{fmt(r['ci_high'], '.2f')}]"
+        sp += f" {r['verdict']}" if r.get("verdict") else ""
         rows.append((r["stack"], sp, q, "yes" if r["feasible"] else "no", fmt(r.get("training_s"), ".0f")))
     if len(rows) > 1:
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
@@ -126,7 +161,8 @@ def tune_summary(tune: dict[str, Any]) -> str:
     constraints = (tune.get("config") or {}).get("constraints") or []
     if best:
         lines.append(f"\nbest under {', '.join(constraints)}: {best['stack']}: "
-                     f"{fmt(best['speedup'], '.2f')}x [{fmt(best['ci_low'], '.2f')}-{fmt(best['ci_high'], '.2f')}]")
+                     f"{fmt(best['speedup'], '.2f')}x [{fmt(best['ci_low'], '.2f')}-{fmt(best['ci_high'], '.2f')}]"
+                     + (f" {best['verdict']}" if best.get("verdict") else ""))
     elif constraints:
         lines.append(f"\nno candidate met {', '.join(constraints)} in the full measurement")
     else:
@@ -135,4 +171,5 @@ def tune_summary(tune: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["schedule_line", "slower_lines", "summary_table", "tune_summary"]
+__all__ = ["run_verdicts", "schedule_line", "slower_lines", "summary_table", "tune_summary",
+           "verdict_note"]

@@ -483,7 +483,10 @@ class Tuner:
     def _answer(self, final: list[dict[str, Any]]):
         """Every candidate's full figures, the best stack under the constraints (at full
         fidelity) and the Pareto front."""
+        from bench.summary import run_verdicts
+
         base = next((r for r in final if r["strategy"] == "baseline"), None)
+        words = run_verdicts(final)  # the candidates together: false discovery rate held
         rows = []
         for r in final:
             if r.get("status") != "ok" or r["strategy"] == "baseline":
@@ -495,7 +498,8 @@ class Tuner:
             rows.append({
                 "stack": r["strategy"], "speedup": number(sp.get("ratio")),
                 "ci_low": number(sp.get("ci_low")), "ci_high": number(sp.get("ci_high")),
-                "significant": sp.get("significant"), "objective": self._objective(r, number(sp.get("ratio"))),
+                "significant": sp.get("significant"), "verdict": words.get(r["strategy"]),
+                "objective": self._objective(r, number(sp.get("ratio"))),
                 "quality": quality, "constraints": checks, "feasible": all(checks.values()),
                 "training_s": number((r.get("cold") or {}).get("training_s")),
                 "break_even_images": number((r.get("cold") or {}).get("break_even_images")),

@@ -4,9 +4,11 @@ The first run is the reference; every later run is compared with it, strategy by
 Matching and the faster/slower rule are those of the regression gate, from the one
 comparison engine :mod:`bench.compare`: entries match on model, strategy and batch size;
 latency is compared per image, on the raw timed calls (two stacks of one interleaved run:
-round by round, Wilcoxon signed-rank; runs measured apart: the ratio of medians with a
-bootstrap 95% interval and Mann-Whitney U). A change is called faster or slower only when
-p < 0.05; otherwise it is "no significant change", whatever the medians say. Quality changes
+round by round, median of per-round ratios and the sign test; runs measured apart: the ratio
+of medians with each run's machine-speed probe divided out, with a bootstrap 95% interval).
+Every change reads as one of four words: faster or slower (the interval excludes no change
+and the test agrees, the false discovery rate held at 5% over the strategies compared),
+equivalent (the interval within +-5%) or inconclusive, whatever the medians say. Quality changes
 are reported with their direction from each metric's declaration (there are no per-image
 quality samples in the record to test).
 """
@@ -96,7 +98,8 @@ def samples(e: Entry) -> compare.Samples:
     timing = e.record.get("timing") or {}
     rounds = timing.get("rounds") or None
     return compare.Samples(latencies_s=[v / 1000 for v in e.latencies_ms], batch_size=e.batch_size,
-                           rounds=rounds, run_id=e.record.get("run_id"))
+                           rounds=rounds, run_id=e.record.get("run_id"),
+                           probe_s=(e.record.get("probe") or {}).get("latencies_s") or None)
 
 
 def _settings_notes(a: Entry, b: Entry) -> list[str]:
@@ -138,8 +141,21 @@ def compare_entries(before: Entry, after: Entry) -> Change:
     change.ratio, change.ci_low, change.ci_high = sp.ratio, sp.ci_low, sp.ci_high
     change.p_value, change.method = sp.p_value, compare.short_method(sp.method)
     change.n_before, change.n_after = len(xb), len(xa)
-    change.verdict = moved.direction or "no significant change"
+    change.verdict = moved.verdict
     return change
+
+
+def _control_fdr(changes: Sequence[Change]) -> None:
+    """Faster/slower only for the changes that stay discoveries among all of them
+    (Benjamini-Hochberg at 5%); the others become inconclusive."""
+    from bench import stats
+
+    tested = [c for c in changes if c.p_value is not None and finite(c.p_value)]
+    found = stats.benjamini_hochberg([c.p_value for c in tested], ALPHA)
+    for c, discovery in zip(tested, found, strict=True):
+        if c.verdict in ("faster", "slower") and not discovery:
+            c.verdict = "inconclusive"
+            c.notes.append("not a discovery at 5% false discovery rate")
 
 
 def _median(values: Sequence[float]) -> float:
@@ -170,6 +186,7 @@ def compare_runs(runs: Sequence[RunData]) -> list[list[Change]]:
         for key, before in reference.items():
             if key not in later:
                 changes.append(Change(before.model, before.strategy, runs[0].short, run.short, "missing"))
+        _control_fdr(changes)
         out.append(changes)
     return out
 

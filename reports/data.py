@@ -305,7 +305,25 @@ def cold_fields(entries: Iterable[Entry]) -> list[str]:
     return known + sorted(k for k in present if k not in COLD_ORDER)
 
 
+def speedup_verdicts(entries: Sequence[Entry]) -> dict[int, str]:
+    """Each non-baseline entry's verdict (by ``id``), the comparisons of each run taken
+    together with the false discovery rate controlled (:func:`bench.compare.verdicts`)."""
+    from bench.compare import verdicts
+
+    out: dict[int, str] = {}
+    runs: dict[int, list[Entry]] = {}
+    for e in entries:
+        if e.ok and not e.is_baseline and e.speedup:
+            runs.setdefault(id(e.run), []).append(e)
+    for group in runs.values():
+        for e, word in zip(group, verdicts([e.speedup for e in group]), strict=True):
+            if word:
+                out[id(e)] = word
+    return out
+
+
 __all__ = [
+    "speedup_verdicts",
     "COLD_LABELS",
     "Entry",
     "MetricMeta",

@@ -201,21 +201,19 @@ def _metric_frontiers(entries: Sequence[Entry], metrics: Sequence[MetricMeta]) -
     return out
 
 
-def _speedup_cell(e: Entry) -> Cell:
+def _speedup_cell(e: Entry, word: str | None = None) -> Cell:
     sp = e.speedup
     r = number(sp.get("ratio"))
     if not finite(r):
         return Cell("-")
     lo, hi = number(sp.get("ci_low")), number(sp.get("ci_high"))
     p = number(sp.get("p_value"))
-    sig = bool(sp.get("significant"))
-    cls = "" if e.is_baseline or not sig else ("good" if r > 1 else "bad")
+    cls = {"faster": "good", "slower": "bad"}.get(word or "", "")
     sub = f"[{fmt(lo)}, {fmt(hi)}]" if finite(lo) and finite(hi) else ""
-    if not e.is_baseline and not sig:
-        sub = (sub + " n.s.").strip()
+    if not e.is_baseline and word:
+        sub = f"{sub} {word}".strip()
     method = str(sp.get("method") or "")
-    test = "Wilcoxon signed-rank on paired rounds" if method.startswith("paired") else "Mann-Whitney U"
-    title = f"{test} p = {p:.3g}; {method}" if p is not None else method
+    title = f"p = {p:.3g}; {method}" if p is not None else method
     return Cell(f"{fmt(r)}\u00d7", r, sub=sub, cls=cls, title=title)
 
 
@@ -259,11 +257,16 @@ def build_table(entries: Sequence[Entry], runs: Sequence[RunData], metrics: Sequ
         Column("status", numeric=False),
         Column("ms / call", "median latency of one generation call, with its 95% confidence interval"),
         Column("ms / image", "median latency divided by the batch size"),
-        Column("speedup", "how many times faster than the baseline, with its 95% interval; interleaved "
-                          "runs: median of per-round ratios (Wilcoxon signed-rank), else ratio of medians "
-                          "(bootstrap, Mann-Whitney U); n.s.: not significant"),
+        Column("speedup", "how many times faster than the baseline, with its 95% interval and verdict; "
+                          "interleaved runs: median of per-round ratios (order-statistic interval, sign "
+                          "test), else ratio of medians (bootstrap, Mann-Whitney U). faster/slower: the "
+                          "interval excludes no change and the test agrees, false discovery rate held at "
+                          "5% over the run's stacks; equivalent: the interval within +-5%; "
+                          "inconclusive: neither"),
         Column("images / s"),
-        Column("peak mem MiB", "peak memory during this stack's own timed calls: the device allocator on GPUs, process RSS on the CPU"),
+        Column("peak mem MiB", "this stack's own memory: the bytes its weights hold (shared storage once) "
+                               "plus the peak of one call it made alone (the allocator's on GPUs, "
+                               "resident memory on the CPU)"),
         Column("params M", "parameters of every component, in millions"),
         Column("GFLOPs", "billions of floating-point operations of one denoising step (or one decoded token), "
                          "counted by torch's FLOP counter on one image"),
@@ -282,6 +285,9 @@ def build_table(entries: Sequence[Entry], runs: Sequence[RunData], metrics: Sequ
                                  "\u2605: on the joint frontier of latency and all metrics", numeric=False))
 
     rows: list[list[Cell]] = []
+    from reports.data import speedup_verdicts
+
+    words = speedup_verdicts(entries)
     for e in entries:
         row: list[Cell] = []
         if multi_model:
@@ -300,7 +306,7 @@ def build_table(entries: Sequence[Entry], runs: Sequence[RunData], metrics: Sequ
                         sub=f"[{fmt(lo)}, {fmt(hi)}]" if finite(lo) and finite(hi) else "",
                         title=f"{n_it} timed calls" if n_it else ""))
         row.append(Cell(fmt(e.ms_per_image), _sort_value(e.ms_per_image)))
-        row.append(_speedup_cell(e) if e.ok else Cell("-"))
+        row.append(_speedup_cell(e, words.get(id(e))) if e.ok else Cell("-"))
         ips = number(e.row.get("images_per_s"))
         row.append(Cell(fmt(ips), _sort_value(ips)))
         mem = number(e.row.get("peak_mem_mb"))

@@ -399,13 +399,16 @@ def speed_plot(entries: Sequence[Entry], model: str) -> Plot | None:
     # Speedup points and intervals, gathered so each panel draws a few collections only.
     pts_y, pts_x, pts_c, pts_m = [], [], [], []
     seg_y, seg_lo, seg_hi, seg_c = [], [], [], []
+    from reports.data import speedup_verdicts
+
+    words = speedup_verdicts(rows)
     for y, e in enumerate(rows):
         sp = e.speedup
         r, lo, hi = _float(sp.get("ratio")), _float(sp.get("ci_low")), _float(sp.get("ci_high"))
         if not finite(r) or r <= 0:
             continue
-        sig = bool(sp.get("significant"))
-        color = NEUTRAL_COLOR if (e.is_baseline or not sig) else (FASTER_COLOR if r > 1 else SLOWER_COLOR)
+        color = {"faster": FASTER_COLOR, "slower": SLOWER_COLOR}.get(words.get(id(e), ""),
+                                                                    NEUTRAL_COLOR)
         pts_y.append(y)
         pts_x.append(r)
         pts_c.append(color)
@@ -446,9 +449,9 @@ def speed_plot(entries: Sequence[Entry], model: str) -> Plot | None:
         ax_l.set_xlabel("latency per image (ms, log)\nevery timed call; bar: median")
         ax_l.set_title("latency distribution")
         fig.legend(handles=[
-            Line2D([], [], color=FASTER_COLOR, lw=2.2, label="faster (p < 0.05)"),
-            Line2D([], [], color=SLOWER_COLOR, lw=2.2, label="slower (p < 0.05)"),
-            Line2D([], [], color=NEUTRAL_COLOR, lw=2.2, label="not significant"),
+            Line2D([], [], color=FASTER_COLOR, lw=2.2, label="faster"),
+            Line2D([], [], color=SLOWER_COLOR, lw=2.2, label="slower"),
+            Line2D([], [], color=NEUTRAL_COLOR, lw=2.2, label="equivalent or inconclusive"),
         ], fontsize=7.5, loc="outside lower center", ncol=3, frameon=False)
         uri, width = encode(fig)
     return Plot(
@@ -697,8 +700,8 @@ def comparison_plot(changes: Sequence[Any], title: str) -> Plot | None:
         alt=f"Latency change per strategy: {title}",
         data_uri=uri,
         max_width=width,
-        caption="Green: significantly faster, red: significantly slower (two-sided Mann-Whitney U on "
-        "the raw per-image latencies, p < 0.05); grey: no significant change.",
+        caption="Green: faster, red: slower (the run-against-run interval, corrected by each run's "
+        "machine-speed probe, excludes no change); grey: equivalent (within +-5%) or inconclusive.",
     )
 
 

@@ -146,7 +146,7 @@ def summary(result: SweepResult) -> str:
         q = r.get("quality") or {}
         speed = ""
         if sp and not j.is_baseline:
-            speed = fmt(sp.get("ratio"), ".2f") + "x" + ("" if sp.get("significant", True) else " (n.s.)")
+            speed = fmt(sp.get("ratio"), ".2f") + "x" + (f" {sp['verdict']}" if sp.get("verdict") else "")
         when = "now" if j.id in ran else "recovered" if j.id in recovered else "before"
         note = "" if r.get("status") == "ok" else str(r.get("error") or "")[:70]
         rows.append((j.model, j.settings.label, j.strategy, str(r.get("status")),

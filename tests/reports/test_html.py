@@ -47,7 +47,7 @@ def test_report_has_every_section_and_figure(single):
     assert rep.grids == 6 and page.count('class="grid-img"') == 6
     for section in ('id="table"', 'id="not-measured"', 'id="environment"', 'id="how-to-read"'):
         assert section in page
-    assert "<summary>How to read this</summary>" in page and "n.s.</b> means" in page
+    assert "<summary>How to read this</summary>" in page and "<b>inconclusive</b> (neither" in page
     # every strategy in the table, failures with their reason
     for name in ("baseline", "bf16", "steps:n=10", "compile", "int8-dynamic", "prune:ratio=0.5"):
         assert f">{name}<" in page or f">{name}</a>" in page
