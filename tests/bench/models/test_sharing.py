@@ -82,7 +82,7 @@ def test_weight_bytes_counts_shared_and_tied_storage_once_and_quantized_weights_
     model = nn.Sequential(shared, shared, nn.Linear(100, 10))
     assert sharing.weight_bytes(model) == (100 * 100 + 100 + 100 * 10 + 10) * 4
     assert sharing.weight_bytes([model, shared]) == sharing.weight_bytes(model)
-    torchao = pytest.importorskip("torchao")
+    import torchao  # a dev dependency: quantization is part of what is tested
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     layer = nn.Sequential(nn.Linear(256, 256))
