@@ -359,9 +359,9 @@ class Engine:
             records[stack.spec] = failed
             writer.add(failed)
             footprint.release_memory(self.config.device)
-            self._check_shared(ctx)
-            return None
         self._check_shared(ctx)
+        if failed is not None:
+            return None
         prompts, seeds = ctx.timed
         return LocalArm(stack.spec, model, prompts, seeds,
                         info={"apply_s": apply_s, "stack": stack.config(), "strategies": list(stack)})

@@ -208,4 +208,4 @@ def test_code_against_code_measures_both_trees_in_alternation(tmp_path):
     from bench import gate
 
     verdict = gate.gate_paths([result.out_dir], [result.baseline_dir], gate.Rules(max_slowdown=0.5))
-    assert all(c.test.startswith("wilcoxon") for c in verdict.checks if c.kind == "latency")
+    assert all(c.test.startswith("sign test") for c in verdict.checks if c.kind == "latency")
