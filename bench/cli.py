@@ -117,7 +117,8 @@ def describe_cmd(name: str) -> None:
               help="Keep measuring until every speedup's 95% interval is within +-PCT of it "
                    "(e.g. 5%), or --max-seconds pass.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Untimed warm-up calls per stack before timing.")
+              help="Untimed warm-up calls per stack before timing (the protocol asks for 2 at "
+                   "least; fewer is allowed, and each record says so in its caveats).")
 @click.option("--margin", default="5%", show_default=True, metavar="PCT",
               help="Practical margin of 'equivalent': a speedup whose whole interval lies within "
                    "+-PCT of no change reads as equivalent.")
@@ -402,7 +403,8 @@ Exit status: 0 no cell failed, 1 some cell failed, 2 bad input.
               help="Timed calls per stack (paired interleaved rounds; 6 at least, the fewest "
                    "whose interval of the median reaches 95%).")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Untimed calls per stack first (compile happens here).")
+              help="Untimed calls per stack first (compile happens here; the protocol asks "
+                   "for 2 at least, and fewer is recorded as a caveat).")
 @click.option("-q", "--quality-images", default=2, show_default=True, type=click.IntRange(min=0),
               help="Images per stack for PSNR against the baseline.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads.")

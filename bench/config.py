@@ -34,13 +34,31 @@ def default_quality_images(random_weights: bool) -> int:
     return smoke.cap("quality_images", RANDOM_WEIGHT_QUALITY_IMAGES if random_weights else QUALITY_IMAGES)
 
 
+#: Untimed warm-up calls the measurement protocol asks for before timing, at least: the first
+#: call pays one-off costs (allocation, kernel selection and autotuning, caches filling) and
+#: the second shows whether they are paid.
+PROTOCOL_WARMUP = 2
+
+
+def warmup_caveat(calls: int) -> str | None:
+    """What a record says of a stack warmed up with fewer than :data:`PROTOCOL_WARMUP`
+    calls (None when it had enough)."""
+    if calls >= PROTOCOL_WARMUP:
+        return None
+    return (f"warm-up of {calls} call{'s' if calls != 1 else ''}, below the protocol's "
+            f"{PROTOCOL_WARMUP}: the first timed calls may still pay one-off costs (allocation, "
+            "autotuning, caches filling), so latencies may read high")
+
+
 @dataclass(frozen=True)
 class TimingConfig:
     """How long to measure.
 
     Attributes:
-        warmup: untimed full calls before timing (at least 2 per the protocol; strategies
-            that compile or cache may need more).
+        warmup: untimed full calls before timing: at least :data:`PROTOCOL_WARMUP` per the
+            protocol (strategies that compile or cache may need more). Fewer are allowed
+            (a smoke check may want 0), and every record so measured carries a caveat
+            (:func:`warmup_caveat`) and the run a warning.
         min_iterations: timed calls at least.
         min_seconds: timed seconds at least (both minimums must be met).
         max_iterations: stop after this many timed calls regardless.
@@ -72,6 +90,11 @@ class TimingConfig:
             raise ValueError("max_iterations must be >= min_iterations")
         if self.target_ci is not None and not 0 < self.target_ci < 1:
             raise ValueError(f"target_ci must be between 0 and 1 (0.05 = 5%), got {self.target_ci}")
+
+    @property
+    def below_protocol(self) -> bool:
+        """Whether :attr:`warmup` is below the protocol's :data:`PROTOCOL_WARMUP`."""
+        return self.warmup < PROTOCOL_WARMUP
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,6 +198,6 @@ class RunConfig:
 
 
 __all__ = [
-    "DEFAULT_STRATEGIES", "DTYPES", "QUALITY_IMAGES", "RANDOM_WEIGHT_QUALITY_IMAGES", "SCHEDULES", "RunConfig",
-    "TimingConfig", "default_quality_images",
+    "DEFAULT_STRATEGIES", "DTYPES", "PROTOCOL_WARMUP", "QUALITY_IMAGES", "RANDOM_WEIGHT_QUALITY_IMAGES",
+    "SCHEDULES", "RunConfig", "TimingConfig", "default_quality_images", "warmup_caveat",
 ]

@@ -12,12 +12,13 @@ One run:
    requested stack is refused stops here, with the reasons, before it spends time on the
    baseline.
 2. Load the model once (``load_s``), set the step count and resolution, generate the
-   reference's quality images (cached on disk by weights, prompts, seeds and settings).
+   reference's quality images (cached on disk by weights, prompts, seeds, settings and code).
 3. Choose the schedule (:mod:`bench.schedules`): interleaved when every stack fits in memory
    at once (estimated from the model's bytes against free host or device memory, with a
    margin), else sequential; the record says which and why.
 4. Apply each stack to its own copy (``apply_s``; training strategies report their one-off
-   cost), time them under the schedule while one sampler runs across the window; each
+   cost), warm them up (a stack with fewer than the protocol's two warm-up calls gets a
+   caveat), time them under the schedule while one sampler runs across the window; each
    sample belongs to the stack whose call was running. On CUDA the allocator's peak is reset
    before each block of a stack and read after.
 5. Per stack: speedup over the reference (paired by round when interleaved), memory and
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import compare, footprint, machine, stats
-from bench.config import RunConfig
+from bench.config import PROTOCOL_WARMUP, RunConfig, warmup_caveat
 from bench.formats import sanitize, slug
 from bench.harness import Timing
 from bench.measures import energy_fields, median_step_ms, memory_fields, score_quality
@@ -483,6 +484,8 @@ class Engine:
         cold = {"load_s": arm.info.get("load_s", ctx.load_s), "apply_s": arm.info.get("apply_s"),
                 "first_call_s": timing.first_call_s, **(notes.get("cold") or {})}
         rec.cold = cold
+        if timing.latencies_s and (caveat := warmup_caveat(len(timing.warmup_s))):
+            rec.caveats.append(caveat)
         if not timing.latencies_s:
             reason = "nothing was timed"
             rec.memory = {"peak_mb": None, "reason": reason}
@@ -778,6 +781,12 @@ class Engine:
 
     def _warnings(self, load: machine.LoadReport, drift: dict[str, Any] | None) -> list[str]:
         out = []
+        if self.config.timing.below_protocol:
+            out.append(
+                f"{self.config.timing.warmup} warm-up call(s) per stack, below the measurement "
+                f"protocol's {PROTOCOL_WARMUP}: the first timed calls may still pay one-off costs; "
+                "every record says so in its caveats"
+            )
         if load.warning:
             out.append(load.warning)
         if drift and drift.get("ratio") is not None and abs(drift["ratio"] - 1) > 0.05:

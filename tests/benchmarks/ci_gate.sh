@@ -22,7 +22,7 @@ OUT=${ACCELBENCH_GATE_OUT:-runs/ci-gate}
 MEASURE=(
   run --model digits-unet --schedule interleaved
   -s steps:n=10 -s "scheduler:name=dpm-solver+steps:n=10"
-  --batch-size 2 --warmup 1 --min-seconds 0 --quality-images 16 --threads 1
+  --batch-size 2 --warmup 2 --min-seconds 0 --quality-images 16 --threads 1
   --no-flops --no-report --out "$OUT" --quiet
 )
 

@@ -73,7 +73,7 @@ KILL_GRACE_S = 5
 #: Settings of every ``accelbench run``; then those of the full-size and the tiny runs.
 RUN_COMMON = ("--device", "cuda", "--batch-size", "1", "--no-flops", "--no-report", "--quiet")
 FULL_RUN = ("--resolution", "1024", "--iterations", "3", "--warmup", "2", "--quality-images", "2")
-TINY_RUN = ("--iterations", "3", "--warmup", "1", "--quality-images", "2")
+TINY_RUN = ("--iterations", "3", "--warmup", "2", "--quality-images", "2")
 FP8 = "quant:mode=fp8"
 
 #: (module, distribution) of the packages whose versions the probe records, torch first.

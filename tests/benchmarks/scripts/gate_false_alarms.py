@@ -25,8 +25,9 @@ A/A and A/B trials alternate, so slow drift of the machine (other jobs starting 
 stopping) reaches both alike. Targets (interleaved, paired, the gate's threshold at 5%): at
 most 1 false alarm in 20 A/A trials, at least 19 catches in 20 A/B trials; exits 1 when
 missed. The defaults (20 trials of each kind, 5 sequential ones, 20 rounds of a 2-step,
-1-image call) make 2 x (20 + 5) x 2 x 21 calls: about 10 minutes on a lightly loaded 2-core
-machine; measured 18.5 and 49 minutes at load averages of 9-10 and 8-13.
+1-image call after the protocol's 2 warm-up calls) make 2 x (20 + 5) x 2 x 22 calls: about 10
+minutes on a lightly loaded 2-core machine; measured (with 1 warm-up call, ``--warmup 1``)
+18.5 and 49 minutes at load averages of 9-10 and 8-13.
 
 Measured here (two runs): interleaved + paired 1/20 and 0/20 false alarms, 20/20 and 19/20
 caught; the same samples unpaired (Mann-Whitney U) 0/20 and 0/20, 13/20 and 16/20;
@@ -99,7 +100,7 @@ def main() -> int:
     parser.add_argument("--model", default="digits-unet")
     parser.add_argument("--trials", type=int, default=20, help="trials of each kind and mode")
     parser.add_argument("--rounds", type=int, default=20, help="timed calls per arm per trial")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per arm first")
     parser.add_argument("--steps", type=int, default=2, help="denoising steps (small = fast)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--slowdown", type=float, default=0.15, help="injected slowdown")
