@@ -46,6 +46,8 @@ class Cell:
     ci_high: float | None = None
     significant: bool | None = None
     psnr: float | None = None
+    #: Quality images identical to the baseline's, of how many (PSNR averages the others).
+    identical: tuple[int, int] | None = None
     reason: str | None = None
     caveats: tuple[str, ...] = ()
     p_value: float | None = None
@@ -59,6 +61,8 @@ class Cell:
         if self.status == "ok":
             sp = "-" if self.speedup is None else f"{self.speedup:.2f}x" + (f" {self.verdict}" if self.verdict else "")
             db = "" if self.psnr is None else (", exact" if math.isinf(self.psnr) else f", {self.psnr:.0f} dB")
+            if self.identical and 0 < self.identical[0] < self.identical[1]:
+                db += f" ({self.identical[0]}/{self.identical[1]} identical)"
             return sp + db + (" \u2020" if self.caveats else "")
         if self.status == "same":
             return "same as baseline"
@@ -113,11 +117,19 @@ def _cells_from_records(model: str, records: list[dict[str, Any]]) -> list[Cell]
             model=model, strategy=r["strategy"], status=status,
             speedup=number(sp.get("ratio")), ci_low=number(sp.get("ci_low")),
             ci_high=number(sp.get("ci_high")), significant=sp.get("significant"),
-            psnr=number(quality.get("psnr")), reason=reason,
+            psnr=number(quality.get("psnr")), identical=_identical(r), reason=reason,
             caveats=tuple(r.get("caveats") or ()), p_value=number(sp.get("p_value")),
             ci_level=number(sp.get("ci_level")), method=sp.get("method"),
         ))
     return cells
+
+
+def _identical(record: dict[str, Any]) -> tuple[int, int] | None:
+    """(identical quality images, quality images) of a record, where recorded."""
+    psnr = ((record.get("quality_details") or {}).get("psnr")) or {}
+    if "identical_images" not in psnr:
+        return None
+    return int(psnr["identical_images"]), int(psnr["images"])
 
 
 def refused_cells(model: str, stacks: Sequence[str], message: str) -> list[Cell]:
@@ -194,6 +206,7 @@ def read(path: Path) -> list[Cell]:
         for key in ("speedup", "ci_low", "ci_high", "psnr", "p_value", "ci_level"):
             c[key] = number(c.get(key))
         c["caveats"] = tuple(c.get("caveats") or ())
+        c["identical"] = tuple(c["identical"]) if c.get("identical") else None
         out.append(Cell(**c))
     return out
 

@@ -22,7 +22,9 @@ def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] 
     quality: dict[str, float] = {}
     details: dict[str, Any] = {}
     if reference is not None:
-        quality["psnr"] = fidelity.psnr(images, reference)
+        quality["psnr"], identical, n = fidelity.psnr_detail(images, reference)
+        details["psnr"] = {"identical_images": identical, "images": n,
+                           "mean_over": "images that differ from the baseline's"}
         quality["ssim"] = fidelity.ssim(images, reference)
     if getattr(base, "random_weights", False):
         reason = ("unavailable: random weights (an architecture model's images mean nothing; "
@@ -34,8 +36,10 @@ def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] 
         if classifier is not None and labels is not None:
             quality["adherence"] = adherence.adherence(classifier, images, labels)
         if suite is not None:
-            extra, details = suite.score(images, reference, list(prompts))
+            extra, more = suite.score(images, reference, list(prompts),
+                                      None if labels is None else list(labels))
             quality.update(extra)
+            details.update(more)
     return {
         "quality": quality,
         "quality_meta": {name: METRICS[name].as_dict() for name in quality if name in METRICS},

@@ -43,9 +43,11 @@ METRICS: dict[str, MetricInfo] = {
             False,
             "",
             "kernel inception distance (unbiased squared MMD, cubic polynomial kernel) to "
-            "held-out real images' features; can be slightly negative",
+            "held-out real images' features, class-stratified where the prompts name classes; "
+            "0 in expectation for images of the real distribution, so it can be slightly negative",
         ),
-        MetricInfo("kid_std", False, "", "standard deviation of KID over its random subsets"),
+        MetricInfo("kid_std", False, "", "KID's standard error (jackknife) where both samples are "
+                   "class-labelled, else its standard deviation over random subsets"),
         MetricInfo("lpips", False, "", "learned perceptual distance to the baseline's images"),
         MetricInfo(
             "clip_score",

@@ -15,7 +15,11 @@ built-in Inception). :class:`ClassifierFeatures` therefore exposes ``num_feature
 accepts both float images in [0, 1] and uint8 images in [0, 255] itself.
 
 KID draws its subsets with the global torch RNG; :class:`DistributionScorer` seeds a forked
-RNG so that the same images always give the same KID.
+RNG so that the same images always give the same KID. Where both samples carry class labels
+(the embedded models: prompts ask for each digit equally often, and the real images are
+labelled), torchmetrics' i.i.d. estimate is biased downwards by the fixed class composition;
+KID is then the class-stratified estimate of :mod:`bench.quality.stratified_kid`, and
+``kid_std`` its jackknife standard error.
 
 FID is biased upwards at small sample sizes, so it is only comparable between runs that use
 the same number of generated and real images; the record stores both counts, and
@@ -24,7 +28,9 @@ the same number of generated and real images; the record stores both counts, and
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -167,6 +173,8 @@ class DistributionScorer:
         feature: the torchmetrics feature extractor (e.g. :class:`ClassifierFeatures`).
         config: KID subset settings and seed.
         feature_name: how the features are described in results.
+        real_labels: the real images' classes, where known: with the generated images'
+            labels, KID is then the class-stratified estimate.
     """
 
     def __init__(
@@ -175,6 +183,7 @@ class DistributionScorer:
         feature: nn.Module,
         config: DistributionConfig | None = None,
         feature_name: str | None = None,
+        real_labels: Sequence[int] | torch.Tensor | None = None,
     ) -> None:
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
@@ -196,40 +205,72 @@ class DistributionScorer:
             )
         self._fid.update(real, real=True)
         self._kid.update(real, real=True)
+        self.real_labels = None if real_labels is None else torch.as_tensor(real_labels).long()
+        if self.real_labels is not None and len(self.real_labels) != self.n_real:
+            raise ValueError(f"{len(self.real_labels)} real labels for {self.n_real} real images")
+        self._real_features: torch.Tensor | None = None
 
-    def score(self, images: torch.Tensor) -> dict[str, float]:
-        """``{"fid", "kid", "kid_std"}`` of ``images`` against the real images."""
+    def stratified(self, labels: Sequence[int] | None) -> bool:
+        """Whether KID of images with these ``labels`` is the class-stratified estimate."""
+        return labels is not None and self.real_labels is not None
+
+    def score(self, images: torch.Tensor, labels: Sequence[int] | None = None) -> dict[str, float]:
+        """``{"fid", "kid", "kid_std"}`` of ``images`` against the real images. With the
+        images' class ``labels`` (and real labels), KID is class-stratified and ``kid_std``
+        its standard error; otherwise torchmetrics' estimate and its spread over subsets."""
         _check_images(images, "generated images")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} generated images")
         self._fid.reset()
         self._kid.reset()
         self._fid.update(images, real=False)
-        self._kid.update(images, real=False)
         fid = float(self._fid.compute())
+        if self.stratified(labels):
+            from bench.quality.stratified_kid import stratified_kid
+
+            if self._real_features is None:
+                self._real_features = torch.cat(list(self._kid.real_features))
+            kid, se = stratified_kid(self.feature(images), labels, self._real_features,
+                                     self.real_labels, seed=self.config.seed)
+            return {"fid": fid, "kid": kid, "kid_std": math.nan if se is None else se}
+        self._kid.update(images, real=False)
         self._kid.subset_size = self.config.subset_size(len(images), self.n_real)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             kid_mean, kid_std = self._kid.compute()
         return {"fid": fid, "kid": float(kid_mean), "kid_std": float(kid_std)}
 
-    def describe(self, n_fake: int) -> dict[str, Any]:
+    def describe(self, n_fake: int, labels: Sequence[int] | None = None) -> dict[str, Any]:
         """What the numbers were computed on, saved with every result."""
-        return {
+        out: dict[str, Any] = {
             "features": self.feature_name,
             "n_generated": int(n_fake),
             "n_real": self.n_real,
-            "kid_subset_size": self.config.subset_size(n_fake, self.n_real),
-            "kid_subsets": self.config.kid_subsets,
-            "kid_seed": self.config.seed,
         }
+        if self.stratified(labels):
+            from bench.quality.stratified_kid import METHOD
+
+            out.update(kid_method=METHOD, kid_std_means="jackknife standard error of KID",
+                       kid_seed=self.config.seed)
+            return out
+        out.update(
+            kid_method="torchmetrics KernelInceptionDistance (i.i.d. samples), mean over subsets",
+            kid_std_means="standard deviation of KID over its subsets",
+            kid_subset_size=self.config.subset_size(n_fake, self.n_real),
+            kid_subsets=self.config.kid_subsets,
+            kid_seed=self.config.seed,
+        )
+        return out
 
 
 def classifier_scorer(
-    classifier: nn.Module, real: torch.Tensor, config: DistributionConfig | None = None
+    classifier: nn.Module, real: torch.Tensor, config: DistributionConfig | None = None,
+    real_labels: Sequence[int] | torch.Tensor | None = None,
 ) -> DistributionScorer:
     """A :class:`DistributionScorer` on a domain classifier's penultimate features."""
     feature = ClassifierFeatures(classifier)
     name = f"{type(classifier).__name__} penultimate ({feature.num_features})"
-    return DistributionScorer(real, feature, config, feature_name=name)
+    return DistributionScorer(real, feature, config, feature_name=name, real_labels=real_labels)
 
 
 def fid_kid(

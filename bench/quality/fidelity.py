@@ -2,10 +2,15 @@
 
 PSNR and SSIM from torchmetrics, on images in [0, 1] (``data_range=1``), averaged over
 images; both agree with scikit-image on the same inputs (``tests/test_fidelity.py``).
-Identical images have infinite PSNR; it is reported as ``inf``.
+An identical image has infinite PSNR, which would make any mean of per-image values
+infinite: PSNR is therefore the mean over the images that differ, with the count of
+identical images beside it (:func:`psnr_detail`), and ``inf`` only when every image is
+identical.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -19,15 +24,25 @@ def _check(images: torch.Tensor, reference: torch.Tensor) -> None:
         raise ValueError(f"expected NCHW images, got shape {tuple(images.shape)}")
 
 
-def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean per-image PSNR in dB (``inf`` where images are identical)."""
+def psnr_detail(images: torch.Tensor, reference: torch.Tensor) -> tuple[float, int, int]:
+    """(PSNR in dB, identical images, images): the mean per-image PSNR over the images that
+    differ from their reference, ``inf`` when all are identical."""
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     _check(images, reference)
     scores = peak_signal_noise_ratio(
         images.double(), reference.double(), data_range=1.0, reduction="none", dim=(1, 2, 3)
     )
-    return float(scores.mean())
+    finite = scores[torch.isfinite(scores)]
+    identical = int(len(scores) - len(finite))
+    value = float(finite.mean()) if len(finite) else math.inf
+    return value, identical, int(len(scores))
+
+
+def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean per-image PSNR in dB over the images that differ (``inf`` only when every image
+    is identical to its reference); :func:`psnr_detail` also counts the identical ones."""
+    return psnr_detail(images, reference)[0]
 
 
 #: SSIM's Gaussian window (Wang et al. 2004): sigma 1.5, truncated at 3.5 sigma -> 11 taps.

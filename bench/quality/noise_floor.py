@@ -37,7 +37,7 @@ from bench.quality.distribution import DistributionConfig, DistributionScorer
 
 #: Draws per noise floor: enough for a usable standard deviation, cheap on the embedded models.
 DEFAULT_SEEDS = 10
-_VERSION = 2
+_VERSION = 3
 
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:
@@ -126,7 +126,8 @@ def measure(
     draws = _draws(len(pool), n, seeds, pool_labels, labels)
     for idx in tqdm(draws, desc="noise floor", leave=False, disable=None):
         sample = pool[idx]
-        for name, value in scorer.score(sample).items():
+        draw_labels = pool_labels[idx].tolist() if pool_labels is not None else None
+        for name, value in scorer.score(sample, draw_labels).items():
             scores[name].append(value)
         if classifier is not None and pool_labels is not None:
             from bench.quality.adherence import classify
@@ -142,7 +143,7 @@ def measure(
         pool=pool_name,
         reference=reference_name,
         stratified=labels is not None and pool_labels is not None,
-        scorer=scorer.describe(n),
+        scorer=scorer.describe(n, draw_labels if draws else None),
     )
     return out
 
@@ -238,6 +239,15 @@ def for_model(
     if use_cache:
         _cache_put(key, result)
     return result
+
+
+def real_labels(model: Any, real: torch.Tensor) -> torch.Tensor | None:
+    """The classes of ``real`` when they are the model's ``heldout`` split with known labels
+    (the embedded models), else None: KID is then class-stratified."""
+    labels = _split_labels(model, "heldout")
+    if labels is None or len(labels) != len(real):
+        return None
+    return labels
 
 
 def _split_labels(model: Any, split: str) -> torch.Tensor | None:

@@ -7,6 +7,7 @@ floor, the loaded hub networks) and records, in words, why a metric was not comp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -93,7 +94,9 @@ class QualitySuite:
                 return None
             from bench.quality.distribution import classifier_scorer
 
-            self._scorer = classifier_scorer(classifier, real, dist)
+            from bench.quality.noise_floor import real_labels
+
+            self._scorer = classifier_scorer(classifier, real, dist, real_labels(self.model, real))
         self._real = real
         return self._scorer
 
@@ -118,10 +121,13 @@ class QualitySuite:
 
     # -- everything ------------------------------------------------------------------------
     def score(
-        self, images: torch.Tensor, reference: torch.Tensor | None, prompts: list[str]
+        self, images: torch.Tensor, reference: torch.Tensor | None, prompts: list[str],
+        labels: Sequence[int] | None = None,
     ) -> tuple[dict[str, float], dict[str, Any]]:
         """Values (fid, kid, kid_std; clip_score, lpips on hub models) and what they were
-        computed on, including ``unavailable``: metric -> why it was not computed."""
+        computed on, including ``unavailable``: metric -> why it was not computed. ``labels``
+        are the classes the prompts asked for, where the domain has them (class-stratified
+        KID)."""
         values: dict[str, float] = {}
         details: dict[str, Any] = {}
         if not self.config.distribution_metrics:
@@ -133,8 +139,8 @@ class QualitySuite:
         else:
             scorer = self.scorer()
             if scorer is not None:
-                values.update(scorer.score(images))
-                details["distribution"] = scorer.describe(len(images))
+                values.update(scorer.score(images, labels))
+                details["distribution"] = scorer.describe(len(images), labels)
         if self._hub_metrics is not None:
             values.update(self._hub_metrics.score(images, reference, prompts))
             details["hub"] = self._hub_metrics.describe()

@@ -92,6 +92,27 @@ def test_identical_images():
     assert ssim(images, images) == pytest.approx(1.0, abs=1e-12)
 
 
+def test_one_identical_image_does_not_make_psnr_infinite():
+    """Three images, one identical to its reference: PSNR is the mean of the other two (the
+    old mean of all three was inf, which the matrix printed as "exact"); the count says 1."""
+    from bench.quality.fidelity import psnr_detail
+
+    images, reference = _pair((3, 1, 16, 16), 0.1)
+    images[1] = reference[1]
+    value, identical, n = psnr_detail(images, reference)
+    assert math.isfinite(value) and (identical, n) == (1, 3)
+    assert value == pytest.approx(_sk_psnr(images[[0, 2]], reference[[0, 2]]), rel=1e-6)
+    assert psnr(images, reference) == value
+
+
+def test_matrix_says_exact_only_when_every_image_is_identical():
+    from bench.matrix import Cell
+
+    partial = Cell("m", "s", "ok", speedup=1.5, psnr=31.2, identical=(1, 16))
+    assert "exact" not in partial.short() and "31 dB (1/16 identical)" in partial.short()
+    assert "exact" in Cell("m", "s", "ok", speedup=1.5, psnr=math.inf, identical=(16, 16)).short()
+
+
 def test_more_noise_scores_lower():
     _, reference = _pair((4, 1, 16, 16), 0.0)
     scores = [ssim(_pair((4, 1, 16, 16), s)[0], reference) for s in (0.01, 0.05, 0.2)]
