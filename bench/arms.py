@@ -61,8 +61,8 @@ class LocalArm:
         """``n`` untimed calls; their (start, end)."""
         return warmup_calls(self.call, self.device, n)
 
-    def time(self, n: int, sync_steps: bool = True) -> CallSamples:
-        """``n`` timed calls."""
+    def time(self, n: int, sync_steps: bool = False) -> CallSamples:
+        """``n`` timed calls (``sync_steps``: see :class:`bench.config.TimingConfig`)."""
         return timed_calls(self.call, self.device, n, sync_steps)
 
     def images(self, prompts: Sequence[str], seeds: Sequence[int], batch_size: int,
@@ -158,11 +158,12 @@ class WorkerArm:
             return []
         return [tuple(b) for b in self._ask({"cmd": "warmup", "n": n})["bounds"]]
 
-    def time(self, n: int, sync_steps: bool = True) -> CallSamples:
-        reply = self._ask({"cmd": "time", "n": n})
+    def time(self, n: int, sync_steps: bool = False) -> CallSamples:
+        reply = self._ask({"cmd": "time", "n": n, "sync_steps": sync_steps})
         return CallSamples(latencies_s=list(reply["latencies_s"]),
                            bounds=[tuple(b) for b in reply["bounds"]],
-                           step_times_s=[list(s) for s in reply["step_times_s"]])
+                           step_times_s=[list(s) for s in reply["step_times_s"]],
+                           step_clock=reply.get("step_clock"))
 
     def images(self, prompts: Sequence[str], seeds: Sequence[int], batch_size: int,
                progress: Callable[[int], None] | None = None) -> Any:

@@ -63,8 +63,14 @@ class TimingConfig:
         min_seconds: timed seconds at least (both minimums must be met).
         max_iterations: stop after this many timed calls regardless.
         max_seconds: stop after this long regardless (once ``min_iterations`` are done).
-        sync_steps: synchronise the device in the step callback so per-step times are
-            exact (costs a little overlap on GPUs; no effect on the CPU).
+        sync_steps: per-step times from host stamps after a device synchronisation at
+            every step, the older method, kept to compare with records made that way: it
+            drains the device's queue at every step, so the call it times runs slower than
+            it would. Off (the default), CUDA steps are timed with CUDA events read after the
+            call and nothing but the call's two ends is synchronised; the CPU needs neither;
+            other accelerators (MPS, XPU) synchronise at every step either way
+            (:func:`bench.harness.step_recorder`; records say which in
+            ``timing.step_clock``).
         target_ci: keep measuring until every speedup's 95% interval lies within
             +-``target_ci`` of its estimate (0.05 = 5%), or ``max_seconds`` pass; None: off.
             Interleaved runs check the speedups; a stack timed on its own checks the
@@ -76,7 +82,7 @@ class TimingConfig:
     min_seconds: float = 2.0
     max_iterations: int = 200
     max_seconds: float = 300.0
-    sync_steps: bool = True
+    sync_steps: bool = False
     target_ci: float | None = None
 
     def __post_init__(self) -> None:

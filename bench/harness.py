@@ -3,7 +3,12 @@
 Each call is bracketed by a device synchronisation and timed with the monotonic
 ``time.perf_counter`` clock (the same clock the samplers stamp their samples with, so
 every sample can be attributed to an iteration). Per-step times come from the model's step
-callback. Every raw sample is kept.
+callback, which marks the end of each step without stalling the device
+(:func:`step_recorder`): on CUDA it records a timing event on the stream (the call's start
+has one too) and the durations are read from the events after the call's one final
+synchronisation; on the CPU it stamps the host clock, which is exact there. Other
+accelerators (MPS, XPU) synchronise at every step, as does any device with
+``TimingConfig.sync_steps``. Every raw sample is kept.
 
 :func:`timed_calls` is the primitive every schedule uses (:mod:`bench.schedules`);
 :func:`measure` is one stack's whole loop: warm-up, then calls until the stop rule is met.
@@ -23,6 +28,11 @@ from bench.models.base import StepCallback
 
 clock = time.perf_counter
 
+#: ``Timing.step_clock`` values: where the per-step durations came from.
+HOST = "host"
+HOST_SYNCED = "host-synced"
+CUDA_EVENTS = "cuda-events"
+
 
 @dataclass
 class Timing:
@@ -41,6 +51,10 @@ class Timing:
     rounds: list[int] = field(default_factory=list)
     #: Why the stack stopped being measured (it raised); None when it ran to the end.
     error: str | None = None
+    #: Where the step durations came from: ``host`` (host clock, no synchronisation),
+    #: ``host-synced`` (host clock after a device synchronisation at every step) or
+    #: ``cuda-events`` (CUDA events, read after the call); None before any timed call.
+    step_clock: str | None = None
 
     @property
     def window(self) -> tuple[float, float]:
@@ -60,6 +74,8 @@ class Timing:
         self.rounds += [round_index] * len(calls.latencies_s)
         if self.first_call_s is None and calls.latencies_s:
             self.first_call_s = calls.latencies_s[0]
+        if calls.step_clock is not None:
+            self.step_clock = calls.step_clock
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,23 +94,30 @@ def synchronize(device: torch.device | str) -> None:
 
 @dataclass
 class CallSamples:
-    """Raw samples of consecutive timed calls: latency, (start, end) and step durations."""
+    """Raw samples of consecutive timed calls: latency, (start, end) and step durations,
+    and where the step durations came from (``step_clock``, see :class:`Timing`)."""
 
     latencies_s: list[float] = field(default_factory=list)
     bounds: list[tuple[float, float]] = field(default_factory=list)
     step_times_s: list[list[float]] = field(default_factory=list)
+    step_clock: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class _StepRecorder:
-    """A step callback that stamps the end of each step."""
+class _StampRecorder:
+    """A step callback that stamps the end of each step on the host clock, after a device
+    synchronisation when ``sync`` (never on the CPU, where the clock is exact)."""
 
     def __init__(self, device: torch.device, sync: bool) -> None:
         self.device = device
         self.sync = sync and device.type != "cpu"
+        self.clock_name = HOST_SYNCED if self.sync else HOST
         self.stamps: list[float] = []
+
+    def start(self) -> None:
+        """The call starts now (the host stamp ``t0`` is its start)."""
 
     def __call__(self, step: int) -> None:
         if self.sync:
@@ -102,31 +125,97 @@ class _StepRecorder:
         self.stamps.append(clock())
 
     def durations(self, start: float) -> list[float]:
+        """Seconds of each step, the first from the call's start ``start``."""
         edges = [start, *self.stamps]
         return [b - a for a, b in zip(edges, edges[1:], strict=False)]
+
+
+class _EventRecorder:
+    """A step callback that records a timing event at the end of each step, without
+    synchronising: the device runs on while the host queues the next step.
+
+    ``event_class(enable_timing=True)`` makes an event (``torch.cuda.Event``);
+    ``event.record(stream)`` (``event.record()`` when ``stream`` is None) enqueues it and
+    ``a.elapsed_time(b)`` gives the milliseconds between two. :meth:`durations` may only be
+    read once the device has been synchronised after the call.
+    """
+
+    clock_name = CUDA_EVENTS
+
+    def __init__(self, event_class: Callable[..., Any], stream: Any = None) -> None:
+        self.event_class = event_class
+        self.stream = stream
+        self.begin: Any = None
+        self.events: list[Any] = []
+
+    def _record(self) -> Any:
+        event = self.event_class(enable_timing=True)
+        if self.stream is None:
+            event.record()
+        else:
+            event.record(self.stream)
+        return event
+
+    def start(self) -> None:
+        """Record the call's start event (right after the synchronisation before it)."""
+        self.begin = self._record()
+
+    def __call__(self, step: int) -> None:
+        self.events.append(self._record())
+
+    def durations(self, start: float) -> list[float]:
+        """Seconds of each step, the first from the start event (``start``, the host stamp,
+        is not used: the events share no clock with it)."""
+        if self.begin is None:
+            return []
+        edges = [self.begin, *self.events]
+        return [a.elapsed_time(b) / 1000.0 for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def step_recorder(device: torch.device | str, sync_steps: bool = False,
+                  event_class: Callable[..., Any] | None = None) -> _StampRecorder | _EventRecorder:
+    """The step callback of one timed call on ``device``.
+
+    CUDA: CUDA events (``event_class``, default ``torch.cuda.Event``, recorded on the
+    device's current stream), unless ``sync_steps`` asks for the older host stamps after a
+    synchronisation at every step. CPU: host stamps. Other accelerators: host stamps after a
+    synchronisation at every step (they are asynchronous, and have no events here).
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and not sync_steps:
+        if event_class is None:
+            return _EventRecorder(torch.cuda.Event, torch.cuda.current_stream(device))
+        return _EventRecorder(event_class)
+    return _StampRecorder(device, sync=device.type != "cpu")
 
 
 def timed_calls(
     call: Callable[[StepCallback | None], Any],
     device: torch.device | str,
     n: int,
-    sync_steps: bool = True,
+    sync_steps: bool = False,
     on_call: Callable[[], None] | None = None,
+    event_class: Callable[..., Any] | None = None,
 ) -> CallSamples:
-    """Time ``n`` calls of ``call``: device synchronised at both ends, step ends stamped
-    through the step callback. ``on_call()`` is told after each call (progress)."""
+    """Time ``n`` calls of ``call``: device synchronised at both ends (and nowhere else,
+    unless ``sync_steps``), step ends marked through the step callback
+    (:func:`step_recorder`; ``event_class`` replaces ``torch.cuda.Event``). The latency is
+    the host clock from synchronisation to synchronisation. ``on_call()`` is told after each
+    call (progress)."""
     device = torch.device(device)
     out = CallSamples()
     for _ in range(n):
-        recorder = _StepRecorder(device, sync_steps)
+        recorder = step_recorder(device, sync_steps, event_class)
         synchronize(device)
         t0 = clock()
+        recorder.start()
         call(recorder)
         synchronize(device)
         t1 = clock()
         out.latencies_s.append(t1 - t0)
         out.bounds.append((t0, t1))
         out.step_times_s.append(recorder.durations(t0))
+        out.step_clock = recorder.clock_name
         if on_call:
             on_call()
     return out

@@ -97,12 +97,13 @@ steps = 25                      # denoising steps of the baseline; omit for the 
                                 # multiple of 8: 512, or "768x512" (width x height)
 
 [timing]
-warmup = 2                      # untimed calls first
+warmup = 2                      # untimed calls first (the protocol's least; fewer is a caveat)
 iterations = 10                 # timed calls (rounds) at least
 min_seconds = 2.0               # and timed seconds at least
 # max_iterations = 200
 # max_seconds = 300.0
 # sample_interval_s = 0.05      # memory/power sampling period
+# sync_steps = false            # true: synchronise after every step (older per-step clock)
 
 [quality]
 images = 100                    # generated apart from the timing, scored against the baseline

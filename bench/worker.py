@@ -13,8 +13,11 @@ output, one JSON object per line: first ``{"ready": ...}`` (or ``{"error": ...}`
 answer per command read from standard input:
 
 * ``{"cmd": "warmup", "n": k}``: k untimed calls; answers their ``bounds``.
-* ``{"cmd": "time", "n": k}``: k timed calls; answers ``latencies_s``, ``bounds`` and
-  ``step_times_s`` (raw samples, on the machine-wide ``perf_counter`` clock).
+* ``{"cmd": "time", "n": k, "sync_steps": false}``: k timed calls; answers ``latencies_s``,
+  ``bounds`` (on the machine-wide ``perf_counter`` clock), ``step_times_s`` and
+  ``step_clock``. Step times come as in :func:`bench.harness.step_recorder`: CUDA events read
+  after the call on CUDA (host stamps after a synchronisation at every step with
+  ``sync_steps``), host stamps on the CPU.
 * ``{"cmd": "images", "prompts": [...], "seeds": [...], "batch_size": b}``: the quality
   images (float32, base64).
 * ``{"cmd": "quit"}``.
@@ -75,25 +78,38 @@ def _serve(config: dict, out) -> None:
         with torch.inference_mode():
             return model.generate(prompts, seeds, step_callback=step_callback)
 
-    def timed(n: int, record_steps: bool) -> dict:
+    def timed(n: int, record_steps: bool, sync_steps: bool = False) -> dict:
+        events = device.type == "cuda" and not sync_steps
+        stream = torch.cuda.current_stream(device) if events else None
         lat, bounds, steps = [], [], []
         for _ in range(n):
-            stamps: list[float] = []
+            marks: list = []
 
-            def on_step(i, stamps=stamps):
-                _sync(torch, device)
-                stamps.append(time.perf_counter())
+            def on_step(i, marks=marks):
+                if events:  # no synchronisation: read after the call
+                    event = torch.cuda.Event(enable_timing=True)
+                    event.record(stream)
+                    marks.append(event)
+                else:
+                    _sync(torch, device)
+                    marks.append(time.perf_counter())
 
             _sync(torch, device)
             start = time.perf_counter()
+            if events:
+                first = torch.cuda.Event(enable_timing=True)
+                first.record(stream)
             call(on_step if record_steps else None)
             _sync(torch, device)
             end = time.perf_counter()
             lat.append(end - start)
             bounds.append((start, end))
-            edges = [start, *stamps]
-            steps.append([b - a for a, b in zip(edges, edges[1:])])  # noqa: B905 (old Pythons)
-        return {"latencies_s": lat, "bounds": bounds, "step_times_s": steps}
+            edges = [first if events else start, *marks]
+            pairs = zip(edges, edges[1:])  # noqa: B905 (old Pythons)
+            steps.append([a.elapsed_time(b) / 1000.0 for a, b in pairs] if events
+                         else [b - a for a, b in pairs])
+        clock = "cuda-events" if events else ("host-synced" if device.type == "cuda" else "host")
+        return {"latencies_s": lat, "bounds": bounds, "step_times_s": steps, "step_clock": clock}
 
     describe = model.describe()
     describe["base_fingerprint"] = fingerprint
@@ -117,7 +133,7 @@ def _serve(config: dict, out) -> None:
         if cmd == "warmup":
             send({"bounds": timed(int(msg["n"]), record_steps=False)["bounds"]})
         elif cmd == "time":
-            send(timed(int(msg["n"]), record_steps=True))
+            send(timed(int(msg["n"]), record_steps=True, sync_steps=bool(msg.get("sync_steps"))))
         elif cmd == "images":
             q_prompts, q_seeds, b = msg["prompts"], msg["seeds"], int(msg["batch_size"])
             chunks = []

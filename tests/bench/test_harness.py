@@ -62,3 +62,92 @@ def test_bad_config_rejected():
         TimingConfig(min_iterations=0)
     with pytest.raises(ValueError, match="max_iterations"):
         TimingConfig(min_iterations=5, max_iterations=3)
+
+
+# -- per-step times on CUDA: events, no synchronisation per step --------------------------------
+class _FakeGPU:
+    """A device clock (ms) and a log of what the harness asked of the device."""
+
+    def __init__(self):
+        self.ms = 0.0
+        self.log: list[str] = []
+
+    def synchronize(self, device):
+        self.log.append("sync")
+
+    def event_class(self):
+        gpu = self
+
+        class Event:
+            def __init__(self, enable_timing=False):
+                assert enable_timing, "events without timing cannot give durations"
+                self.ms = None
+
+            def record(self, stream=None):
+                self.ms = gpu.ms
+                gpu.log.append("record")
+
+            def elapsed_time(self, end):
+                assert gpu.log[-1] == "sync", "read before the device was synchronised"
+                return end.ms - self.ms
+
+        return Event
+
+    def call(self, step_ms=(10.0, 20.0, 30.0)):
+        def call(cb):
+            for i, ms in enumerate(step_ms):
+                self.ms += ms  # the device works through the step
+                if cb is not None:
+                    cb(i)
+
+        return call
+
+
+def test_cuda_steps_are_timed_by_events_with_one_synchronisation_at_each_end(monkeypatch):
+    from bench import harness
+
+    gpu = _FakeGPU()
+    monkeypatch.setattr(harness, "synchronize", gpu.synchronize)
+    out = harness.timed_calls(gpu.call(), "cuda", 2, event_class=gpu.event_class())
+    # Per call: sync, the start event, one event per step, sync; nothing synchronises a step.
+    assert gpu.log == ["sync", "record", "record", "record", "record", "sync"] * 2
+    assert out.step_times_s == [[0.010, 0.020, 0.030]] * 2  # from the events, ms -> s
+    assert out.step_clock == harness.CUDA_EVENTS
+    assert len(out.latencies_s) == 2 and all(b - a == lat for (a, b), lat
+                                             in zip(out.bounds, out.latencies_s, strict=True))
+
+
+def test_measure_on_cuda_uses_torch_cuda_events_by_default(monkeypatch):
+    import torch
+
+    from bench import harness
+
+    gpu = _FakeGPU()
+    monkeypatch.setattr(harness, "synchronize", gpu.synchronize)
+    monkeypatch.setattr(torch.cuda, "Event", gpu.event_class())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    assert TimingConfig().sync_steps is False
+    t = measure(gpu.call((5.0, 7.0)), "cuda", TimingConfig(warmup=0, min_iterations=3, min_seconds=0))
+    assert gpu.log == ["sync", "record", "record", "record", "sync"] * 3
+    assert t.step_times_s == [[0.005, 0.007]] * 3 and t.step_clock == "cuda-events"
+
+
+def test_sync_steps_opts_in_to_host_stamps_after_a_synchronisation_per_step(monkeypatch):
+    from bench import harness
+
+    gpu = _FakeGPU()
+    monkeypatch.setattr(harness, "synchronize", gpu.synchronize)
+    out = harness.timed_calls(gpu.call(), "cuda", 1, sync_steps=True, event_class=gpu.event_class())
+    assert gpu.log == ["sync"] * 5 and "record" not in gpu.log
+    assert out.step_clock == harness.HOST_SYNCED and len(out.step_times_s[0]) == 3
+
+
+def test_cpu_steps_are_stamped_on_the_host_clock_without_synchronising(monkeypatch):
+    from bench import harness
+
+    gpu = _FakeGPU()
+    monkeypatch.setattr(harness, "synchronize", gpu.synchronize)
+    call, _ = _work(steps=3, dt=0.001)
+    out = harness.timed_calls(call, "cpu", 1, sync_steps=True)
+    assert gpu.log == ["sync", "sync"]  # the call's two ends only (no-ops on the CPU)
+    assert out.step_clock == harness.HOST and all(s >= 0.001 for s in out.step_times_s[0])
