@@ -337,12 +337,17 @@ Examples:
               help="Write the machine-readable verdict here.")
 @click.option("--save-baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write CURRENT as a gate baseline file to commit.")
+@click.option("--allow-settings-change", is_flag=True,
+              help="Compare entries whose steps, resolution, dtype, threads, quality images, "
+                   "batch size or device differ (by default that is exit 2, naming them).")
 def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, margin, latency_mode,
-             latency_test, quality_rules, json_out, save_baseline) -> None:
+             latency_test, quality_rules, json_out, save_baseline, allow_settings_change) -> None:
     """Compare CURRENT with --baseline and exit 0 (pass), 1 (regression) or 2 (usage error).
 
     CURRENT and the baseline are run directories, results.jsonl files, pytest-benchmark JSON
-    files or gate baseline files; entries are matched by model, strategy and batch size. A
+    files or gate baseline files; entries are matched by model, strategy and batch size, and
+    two entries whose settings differ (steps, resolution, dtype, threads, quality images, batch
+    size, device) are not compared: exit 2 naming them, unless --allow-settings-change. A
     slowdown beyond --max-slowdown counts only when it is also called slower: two stacks of one
     interleaved run are compared round by round (sign test on per-round ratios), two separate
     runs through each run's machine-speed probe (the machine's change divided out), others
@@ -360,6 +365,7 @@ def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, margin
         alpha=alpha,
         quality=tuple(gatelib.QualityRule.parse(r) for r in quality_rules),
         test=latency_test,
+        allow_settings_change=allow_settings_change,
     )
     if reference_strategy and baselines:
         raise click.UsageError("give either --baseline or --reference-strategy, not both")

@@ -305,7 +305,6 @@ class Engine:
                                     allow_download=cfg.allow_download, dtype=cfg.dtype))
         load_s = time.perf_counter() - t0
         self.load_dtype = dtype_name(base.dtype)
-        self.fingerprint = base.fingerprint()
         if cfg.steps is not None:
             if "num_inference_steps" not in base.call_args:
                 raise StrategyError(f"{base.name} has no denoising step count to set")
@@ -314,6 +313,7 @@ class Engine:
             check_resolution(cfg.model, cfg.resolution)
             if "height" in base.call_args or cfg.model.startswith(("hf:", "arch:")):
                 base.call_args["height"], base.call_args["width"] = cfg.resolution
+        self.fingerprint = base.fingerprint()  # after the steps and resolution are set
         return base, load_s
 
     def _choose_schedule(self, base, stacks) -> tuple[Schedule, str]:
@@ -744,6 +744,7 @@ class Engine:
                 "quality_images": cfg.quality_images,
                 "seed": cfg.seed,
                 "load_dtype": self.load_dtype,
+                "threads": _torch_threads(),
             },
             config=cfg.as_dict(),
             environment=self._environment,

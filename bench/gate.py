@@ -462,6 +462,8 @@ class Rules:
     margin: float = 0.05
     quality: tuple[QualityRule, ...] = ()
     test: str = "auto"
+    #: Compare entries whose settings differ (:data:`COMPARED_SETTINGS`) instead of refusing.
+    allow_settings_change: bool = False
 
     def __post_init__(self) -> None:
         if self.latency not in ("absolute", "speedup", "off"):
@@ -475,7 +477,8 @@ class Rules:
 
     def as_dict(self) -> dict[str, Any]:
         return {"latency": self.latency, "max_slowdown": self.max_slowdown, "alpha": self.alpha,
-                "test": self.test, "quality": [r.text for r in self.quality]}
+                "test": self.test, "quality": [r.text for r in self.quality],
+                "allow_settings_change": self.allow_settings_change}
 
 
 # ---------------------------------------------------------------------------------------
@@ -648,8 +651,7 @@ def compare_quality(base: Entry | None, cur: Entry, rule: QualityRule, key: str 
     rule.check_direction(hib)
     c = cur.quality.get(rule.metric)
     if c is None or math.isnan(c):
-        return Check(key, "quality", rule.metric, None, None, None, rule.text, "skipped",
-                     reason=f"{rule.metric} not measured in current")
+        return _missing_quality(base, cur, rule, key, c)
     if rule.kind == "bound":
         ok = c >= rule.amount if rule.op == ">=" else c <= rule.amount
         return Check(key, "quality", rule.metric, None, c, None, rule.text,
@@ -660,8 +662,8 @@ def compare_quality(base: Entry | None, cur: Entry, rule: QualityRule, key: str 
                      reason="no baseline entry")
     if base.fingerprint and cur.fingerprint and base.fingerprint != cur.fingerprint:
         return Check(key, "quality", rule.metric, base.quality.get(rule.metric), c, None, rule.text,
-                     "error", reason=f"model weights differ (baseline {base.fingerprint}, current "
-                     f"{cur.fingerprint}): the quality baseline is stale; refresh it")
+                     "error", reason=f"model weights or call settings differ (baseline {base.fingerprint}, "
+                     f"current {cur.fingerprint}): the quality baseline is stale; refresh it")
     b = base.quality.get(rule.metric)
     if b is None or math.isnan(b):
         return Check(key, "quality", rule.metric, None, c, None, rule.text, "skipped",
@@ -683,6 +685,41 @@ def compare_quality(base: Entry | None, cur: Entry, rule: QualityRule, key: str 
         outcome = "pass"
     reason = f"{rule.metric} worse by {worsening:.4g} (allowed {allowed:.4g})" if bad else ""
     return Check(key, "quality", rule.metric, b, c, change, rule.text, outcome, reason=reason)
+
+
+def _missing_quality(base: Entry | None, cur: Entry, rule: QualityRule, key: str,
+                     value: float | None) -> Check:
+    """A quality rule whose metric is NaN or absent in ``cur``: a regression when the
+    baseline had a finite value (a metric that stops being a number is not a pass), or when
+    a bound cannot be shown to hold because the value is NaN; skipped otherwise."""
+    what = "NaN" if value is not None else "missing"
+    b = base.quality.get(rule.metric) if base is not None else None
+    if b is not None and not math.isnan(b):
+        return Check(key, "quality", rule.metric, b, value, None, rule.text, "regression",
+                     reason=f"{rule.metric} is {what} in current (baseline {b:.4g})")
+    if rule.kind == "bound" and value is not None:
+        return Check(key, "quality", rule.metric, None, value, None, rule.text, "regression",
+                     reason=f"{rule.metric} is NaN: {rule.text} cannot hold")
+    return Check(key, "quality", rule.metric, None, value, None, rule.text, "skipped",
+                 reason=f"{rule.metric} not measured in current"
+                        + ("" if base is None else " nor in the baseline"))
+
+
+#: Settings both sides of a comparison must share; a difference makes the figures
+#: incomparable (exit 2) unless ``--allow-settings-change``.
+COMPARED_SETTINGS = ("steps", "resolution", "load_dtype", "dtype", "threads", "quality_images",
+                     "batch_size", "device")
+
+
+def settings_changes(base: Entry, cur: Entry) -> list[str]:
+    """The compared settings recorded on both sides that differ, as ``name (baseline a,
+    current b)``."""
+    out = []
+    for name in COMPARED_SETTINGS:
+        a, b = base.settings.get(name), cur.settings.get(name)
+        if a is not None and b is not None and a != b:
+            out.append(f"{name} (baseline {a}, current {b})")
+    return out
 
 
 def _status_check(base: Entry, cur: Entry, key: str) -> Check | None:
@@ -751,15 +788,19 @@ def gate(
     base_by_key = {e.key: e for e in baseline}
     cur_by_key = {e.key: e for e in current}
     matched = [k for k in cur_by_key if k in base_by_key]
-    verdict.baseline_only = [k for k in base_by_key if k not in cur_by_key]
-    verdict.current_only = [k for k in cur_by_key if k not in base_by_key]
+    pairs = [(base_by_key[k], cur_by_key[k], k) for k in matched]
+    _pair_by_stack(base_by_key, cur_by_key, matched, pairs)
+    matched = [k for _, _, k in pairs]
+    paired = {id(e) for b, c, _ in pairs for e in (b, c)}
+    verdict.baseline_only = [k for k, e in base_by_key.items() if id(e) not in paired]
+    verdict.current_only = [k for k, e in cur_by_key.items() if id(e) not in paired]
     if not matched:
         raise GateError(
             "nothing to compare: no benchmark appears on both sides "
             f"(baseline: {', '.join(sorted(base_by_key)) or 'none'}; "
             f"current: {', '.join(sorted(cur_by_key)) or 'none'})"
         )
-    _check_pairs(verdict, [(base_by_key[k], cur_by_key[k], k) for k in matched])
+    _check_pairs(verdict, pairs)
     if not verdict.checks:
         raise GateError(
             "nothing was checked: the matched entries ("
@@ -770,14 +811,46 @@ def gate(
     return verdict
 
 
-def _check_pairs(verdict: Verdict, pairs: Sequence[tuple[Entry, Entry, str]]) -> None:
+def _pair_by_stack(base_by_key: dict[str, Entry], cur_by_key: dict[str, Entry],
+                   matched: Sequence[str], pairs: list[tuple[Entry, Entry, str]]) -> None:
+    """Pair the unmatched entries that are one stack on both sides (one each) measured at
+    another batch size, so that the settings check names the change instead of the entries
+    going unchecked."""
+    def unmatched(side: dict[str, Entry]) -> dict[str, list[Entry]]:
+        out: dict[str, list[Entry]] = {}
+        for k, e in side.items():
+            if k not in matched and (stack := _same_stack(e)):
+                out.setdefault(stack, []).append(e)
+        return out
+
+    base_left, cur_left = unmatched(base_by_key), unmatched(cur_by_key)
+    for stack, curs in cur_left.items():
+        bases = base_left.get(stack, [])
+        if len(curs) == 1 and len(bases) == 1:
+            pairs.append((bases[0], curs[0], stack))
+
+
+def _check_pairs(verdict: Verdict, pairs: Sequence[tuple[Entry, Entry, str]],
+                 settings: bool = True) -> None:
+    """Every check of every pair; with ``settings``, a pair whose settings differ is an
+    error (exit 2) unless the rules allow it, when it is compared with a note."""
     for base, cur, k in pairs:
-        for name in ("batch_size", "device"):
-            a, b = base.settings.get(name), cur.settings.get(name)
-            if a is not None and b is not None and a != b:
-                verdict.notes.append(f"{k}: {name} differs (baseline {a}, current {b})")
+        changes = settings_changes(base, cur) if settings else []
+        if changes and not verdict.rules.allow_settings_change:
+            verdict.checks.append(Check(
+                k, "settings", "settings", None, None, None, "same", "error",
+                reason="settings differ: " + "; ".join(changes)
+                       + " (rerun with the baseline's settings, or pass --allow-settings-change)"))
+            continue
+        if changes:
+            verdict.notes.append(f"{k}: compared although settings differ: " + "; ".join(changes))
         verdict.checks.extend(compare_pair(base, cur, verdict.rules, k))
     control_fdr(verdict)
+
+
+def _same_stack(entry: Entry) -> str | None:
+    """Model and strategy alone: entries of one stack measured at another batch size."""
+    return f"{entry.model} | {entry.strategy}" if entry.model and entry.strategy else None
 
 
 def control_fdr(verdict: Verdict) -> None:
@@ -807,7 +880,7 @@ def gate_pairs(
     entries = [e for pair in pairs for e in pair]
     _check_rules_apply(rules, entries)
     verdict = Verdict([], rules, list(sources), list(sources))
-    _check_pairs(verdict, [(b, c, f"{c.name} vs {b.name}") for b, c in pairs])
+    _check_pairs(verdict, [(b, c, f"{c.name} vs {b.name}") for b, c in pairs], settings=False)
     return verdict
 
 

@@ -44,8 +44,18 @@ class QualityChange:
         return self.after - self.before
 
     @property
+    def lost(self) -> bool:
+        """The reference had a number and the later run has none (NaN or not measured): a
+        regression, never an unknown."""
+        had = self.before is not None and not math.isnan(self.before)
+        return had and (self.after is None or math.isnan(self.after))
+
+    @property
     def better(self) -> bool | None:
-        """True if the later run is better, False if worse, None if equal or unknown."""
+        """True if the later run is better, False if worse (a lost value included), None if
+        equal or unknown."""
+        if self.lost:
+            return False
         d = self.delta
         if d is None or d == 0 or math.isnan(d):
             return None
@@ -103,9 +113,14 @@ def samples(e: Entry) -> compare.Samples:
 
 
 def _settings_notes(a: Entry, b: Entry) -> list[str]:
+    from bench.gate import COMPARED_SETTINGS
+
     notes = []
-    for name in ("device", "batch_size", "steps"):
-        va, vb = a.row.get(name), b.row.get(name)
+    sa, sb = a.record.get("settings") or {}, b.record.get("settings") or {}
+    for name in COMPARED_SETTINGS:
+        va, vb = sa.get(name, a.row.get(name)), sb.get(name, b.row.get(name))
+        if va is None or vb is None:
+            continue
         if va != vb:
             notes.append(f"{name} {va} \u2192 {vb}")
     return notes
@@ -129,6 +144,9 @@ def compare_entries(before: Entry, after: Entry) -> Change:
         change.quality.append(QualityChange(name, meta.label, b, a, meta.higher_is_better))
     if not (before.ok and after.ok):
         change.notes.insert(0, f"status {before.status} \u2192 {after.status}")
+        return change
+    if change.notes:  # settings differ: as the gate, no latency verdict across them
+        change.notes.insert(0, "settings differ")
         return change
     xb, xa = before.latencies_ms_per_image, after.latencies_ms_per_image
     if not xb or not xa:

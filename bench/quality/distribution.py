@@ -214,10 +214,28 @@ class DistributionScorer:
         """Whether KID of images with these ``labels`` is the class-stratified estimate."""
         return labels is not None and self.real_labels is not None
 
+    def kid_unavailable(self, labels: Sequence[int] | None) -> str | None:
+        """Why KID of images with these ``labels`` cannot be estimated (None when it can): the
+        class-stratified estimate needs two images of every class the prompts ask for, and
+        the i.i.d. estimate is biased for a sample of fixed class composition."""
+        if not self.stratified(labels):
+            return None
+        assert labels is not None and self.real_labels is not None
+        counts = torch.bincount(torch.as_tensor(list(labels)).long())
+        short = [c for c, n in enumerate(counts.tolist()) if 0 < n < 2
+                 or (n and int((self.real_labels == c).sum()) < 2)]
+        if not short:
+            return None
+        return (f"KID of images whose prompts fix the class composition needs at least 2 images "
+                f"of each class ({len(labels)} quality images leave class(es) "
+                f"{', '.join(map(str, short[:5]))} with fewer); the i.i.d. estimate would be "
+                "biased downwards, so it is left out: score more quality images")
+
     def score(self, images: torch.Tensor, labels: Sequence[int] | None = None) -> dict[str, float]:
         """``{"fid", "kid", "kid_std"}`` of ``images`` against the real images. With the
         images' class ``labels`` (and real labels), KID is class-stratified and ``kid_std``
-        its standard error; otherwise torchmetrics' estimate and its spread over subsets."""
+        its standard error; otherwise torchmetrics' estimate and its spread over subsets.
+        Only ``{"fid"}`` where :meth:`kid_unavailable` says why."""
         _check_images(images, "generated images")
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(labels)} labels for {len(images)} generated images")
@@ -225,6 +243,8 @@ class DistributionScorer:
         self._kid.reset()
         self._fid.update(images, real=False)
         fid = float(self._fid.compute())
+        if self.kid_unavailable(labels):
+            return {"fid": fid}
         if self.stratified(labels):
             from bench.quality.stratified_kid import stratified_kid
 

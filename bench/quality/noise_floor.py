@@ -134,7 +134,7 @@ def measure(
 
             preds = classify(classifier, sample)
             accuracy.append(float((preds == pool_labels[idx]).float().mean()))
-    out: dict[str, Any] = {name: _summary(vals) for name, vals in scores.items()}
+    out: dict[str, Any] = {name: _summary(vals) for name, vals in scores.items() if vals}
     if accuracy:
         out["adherence"] = _summary(accuracy)
     out.update(

@@ -141,6 +141,8 @@ class QualitySuite:
             if scorer is not None:
                 values.update(scorer.score(images, labels))
                 details["distribution"] = scorer.describe(len(images), labels)
+                if why := scorer.kid_unavailable(labels):
+                    self.unavailable.update(kid=why, kid_std=why)
         if self._hub_metrics is not None:
             values.update(self._hub_metrics.score(images, reference, prompts))
             details["hub"] = self._hub_metrics.describe()

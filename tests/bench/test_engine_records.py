@@ -104,3 +104,19 @@ def test_a_run_killed_after_its_second_stack_keeps_both_records_whole(tmp_path):
     assert records[1]["stats"]["speedup"]["ratio"] > 1
     assert not (out / "run.json").exists()  # written only at the end
     assert len(results.load(out)) == 2
+
+
+def test_the_fingerprint_is_taken_after_steps_and_resolution_are_set(tmp_path):
+    """The stale-baseline check compares fingerprints: one taken before ``--steps`` is applied
+    would call a 2-step and a 25-step baseline the same model."""
+    from bench.config import RunConfig
+    from bench.engine import Engine
+
+    prints = {}
+    for steps in (None, 2):
+        engine = Engine(RunConfig(model="digits-unet", strategies=["baseline"], steps=steps,
+                                  out_dir=tmp_path / str(steps)))
+        base, _ = engine._load()
+        assert base.steps == (steps or base.steps)
+        prints[steps] = engine.fingerprint
+    assert prints[None] != prints[2]

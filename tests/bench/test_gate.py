@@ -365,3 +365,62 @@ def test_run_then_gate_against_a_saved_baseline(tmp_path):
     assert "steps:n=1 | b=1  speedup" in res.output
     res = runner.invoke(main, ["gate", str(out), "--reference-strategy", "baseline", "-Q", "ssim>=0"])
     assert res.exit_code == 0 and "steps:n=1 vs baseline" in res.output, res.output
+
+
+# -- no silent wrong number: NaN quality, settings that differ --------------------------------
+@pytest.mark.parametrize("current", [{"psnr": math.nan}, {}])
+def test_nan_or_missing_quality_after_a_finite_baseline_is_a_regression(current):
+    """A metric that stops being a number is a regression, not a skipped check."""
+    base = _entry(quality={"psnr": 31.0, "fid": 3.0})
+    cur = _entry(quality={"fid": 3.0, **current})
+    verdict = gate.gate([cur], [base], Rules(latency="off", quality=(QualityRule.parse("psnr:-1"),)))
+    assert verdict.exit_code == 1, gate.format_table(verdict)
+    check = verdict.regressions[0]
+    assert check.metric == "psnr" and ("NaN" if current else "missing") in check.reason
+
+
+def test_nan_against_a_bound_is_a_regression_and_absent_on_both_sides_is_skipped():
+    rules = Rules(latency="off", quality=(QualityRule.parse("adherence>=0.7"),))
+    verdict = gate.gate([_entry(quality={"adherence": math.nan})], None, rules)
+    assert verdict.exit_code == 1 and "cannot hold" in verdict.regressions[0].reason
+    check = gate.compare_quality(_entry(quality={}), _entry(quality={}), QualityRule.parse("psnr:-1"))
+    assert check.outcome == "skipped" and "nor in the baseline" in check.reason
+
+
+@pytest.mark.parametrize("name,a,b", [
+    ("steps", 25, 10), ("resolution", [16, 16], [32, 32]), ("load_dtype", "fp32", "bf16"),
+    ("threads", 1, 2), ("quality_images", 16, 200), ("device", "cpu", "cuda"),
+])
+def test_settings_that_differ_are_refused_naming_them(name, a, b):
+    base = _entry(quality={"psnr": 30.0}, settings={name: a, "batch_size": 2})
+    cur = _entry(quality={"psnr": 30.0}, settings={name: b, "batch_size": 2})
+    rules = Rules(quality=(QualityRule.parse("psnr:-1"),))
+    verdict = gate.gate([cur], [base], rules)
+    assert verdict.exit_code == 2
+    assert name in verdict.errors[0].reason and "--allow-settings-change" in verdict.errors[0].reason
+    allowed = gate.gate([cur], [base], Rules(quality=rules.quality, allow_settings_change=True))
+    assert allowed.exit_code == 0 and any(name in n for n in allowed.notes)
+
+
+def test_another_batch_size_of_the_same_stack_is_named_not_left_unchecked():
+    base = _entry("m | s | b=2", model="m", strategy="s", settings={"batch_size": 2})
+    cur = _entry("m | s | b=4", model="m", strategy="s", settings={"batch_size": 4})
+    verdict = gate.gate([cur], [base], Rules())
+    assert verdict.exit_code == 2 and "batch_size (baseline 2, current 4)" in verdict.errors[0].reason
+    assert verdict.baseline_only == [] and verdict.current_only == []
+
+
+def test_cli_refuses_other_settings_unless_allowed(tmp_path):
+    runner = CliRunner()
+    cur, base = _files(tmp_path / "steps")
+    for run, steps in ((cur, 10), (base, 25)):
+        path = results.results_path(run)
+        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        with open(path, "w") as fh:
+            for r in rows:
+                r["settings"] = {**r.get("settings", {}), "steps": steps}
+                fh.write(json.dumps(r) + "\n")
+    res = runner.invoke(main, ["gate", cur, "--baseline", base, "-Q", "psnr:-1"])
+    assert res.exit_code == 2 and "steps (baseline 25, current 10)" in res.output, res.output
+    res = runner.invoke(main, ["gate", cur, "--baseline", base, "-Q", "psnr:-1", "--allow-settings-change"])
+    assert res.exit_code == 0, res.output

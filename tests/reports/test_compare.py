@@ -95,3 +95,25 @@ def test_comparison_section_in_the_report(tmp_path):
     # both runs in the table, each strategy once per run, labelled by run
     assert ">run 1<" in page and ">run 2<" in page
     assert page.count('id="img-r0e') == 3 and page.count('id="img-r1e') == 3
+
+
+def test_a_lost_metric_is_worse_and_other_settings_get_no_verdict(tmp_path, runs):
+    """A metric the reference had and the later run lost (NaN, or not measured) reads as
+    worse, never unknown; a stack measured at other settings gets no latency verdict."""
+    assert QualityChange("psnr", "PSNR", 30.0, float("nan"), True).better is False
+    assert QualityChange("fid", "FID", 3.0, None, False).better is False
+    assert QualityChange("fid", "FID", float("nan"), float("nan"), False).better is None
+    other = tmp_path / "other"
+    for r in results.iter_records(runs / "ref"):
+        if r["strategy"] == "bf16":
+            r = {**r, "quality": {**r["quality"], "psnr": "nan"}}
+        if r["strategy"] == "steps:n=10":
+            r = {**r, "settings": {**r.get("settings", {}), "quality_images": 99}}
+        results.append(other, r)
+    changes = _by_strategy(compare_runs(load_runs([runs / "ref", other]))[0])
+    psnr = next(q for q in changes["bf16"].quality if q.metric == "psnr")
+    assert psnr.lost and psnr.better is False
+    moved = changes["steps:n=10"]
+    assert moved.verdict == "not comparable" and any("quality_images 20" in n for n in moved.notes)
+    page = build_report([runs / "ref", other], tmp_path / "r.html").path.read_text()
+    assert "lost (" in page
