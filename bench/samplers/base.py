@@ -291,12 +291,20 @@ class Sampler(ABC):
         Args:
             window: the timed loop on the ``perf_counter`` clock: one (start, end) window, or
                 the windows of one stack's calls when stacks were timed in alternation; energy
-                and peaks are computed over it (None: the whole sampled span).
+                and peaks are computed over it, from the samples inside it alone (None: the
+                whole sampled span).
             images: images made inside ``window``; gives joules per image and images per kWh.
             bounds: each timed iteration's (start, end); adds an ``iteration`` column (the
                 iteration a sample falls in, -1 outside the timed loop).
         """
-        from bench.samplers.timeseries import in_span, iteration_index, span_bounds, windows_of
+        from bench.samplers.timeseries import (
+            count_summary,
+            in_span,
+            iteration_index,
+            samples_per_window,
+            span_bounds,
+            windows_of,
+        )
 
         if images is not None and images < 0:
             raise ValueError(f"images must be >= 0, got {images}")
@@ -326,6 +334,10 @@ class Sampler(ABC):
             "window": list(span_bounds(windows)) if windows else None,
             "windows": len(windows) if windows else 0,
             "samples_in_window": sum(1 for t in ts if windows and in_span(t, windows)),
+            # min / median / max over the windows, and how many hold none
+            "samples_per_window": (
+                count_summary(samples_per_window(ts, windows)) if windows else None
+            ),
             "sample_ms_median": costs[len(costs) // 2] if costs else None,
             # the interval achieved (longer than asked on an overloaded machine)
             "interval_median_s": gaps[len(gaps) // 2] if gaps else None,
@@ -334,12 +346,20 @@ class Sampler(ABC):
             "sampler_sched": self.info.get("sampler_sched"),
         }
         summary.update(self._summarize(series, span, images))
+        missing = dict(self.missing)
+        if window is not None and not summary["samples_in_window"]:
+            shortest = min(b - a for a, b in windows)
+            missing["window_samples"] = (
+                f"no sample inside any of the {len(windows)} window(s) (shortest {shortest:.3f} s, "
+                f"polled every {self.interval_s:g} s): their peaks, means and energy are "
+                "unavailable, never taken from the run's other samples"
+            )
         return SamplerResult(
             source=self.source,
             interval_s=self.interval_s,
             series=series,
             summary=summary,
-            missing=dict(self.missing),
+            missing=missing,
         )
 
 

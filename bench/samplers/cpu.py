@@ -190,15 +190,14 @@ class CPUSampler(Sampler):
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         rss = window_values(series, "rss_mb", window)
-        if rss:
-            out["peak_rss_mb"] = max(rss)
+        out["peak_rss_mb"] = max(rss) if rss else None  # None: no sample inside the windows
         if self._hwm_mb is not None:
             out["rss_hwm_mb"] = self._hwm_mb
         if "rapl" in self.info:
             out["rapl"] = self.info["rapl"]
         cpu = series.get("cpu_percent", [])[1:]  # the first covers no interval
         cpu_in = in_window(series.get("t", [])[1:], cpu, window) if cpu else []
-        out["cpu_percent_mean"] = mean(cpu_in or [c for c in cpu if math.isfinite(c)])
+        out["cpu_percent_mean"] = mean(cpu_in)
         sys_cpu = window_values(series, "sys_cpu_percent", window)
         out["sys_cpu_percent_mean"] = mean(sys_cpu)
         if window is not None:
@@ -218,6 +217,7 @@ class CPUSampler(Sampler):
                 **_energy.figures(est.energy_j, window, images),
                 "method": est.method,
                 "reason": est.reason,
+                "samples_per_window": est.samples_per_window,
                 "scope": _rapl.SCOPE,
             }
         return out

@@ -8,9 +8,10 @@ temperature, SM clock and the clock-event (throttle) reasons; columns are named
 Power is read from the instant field (``NVML_FI_DEV_POWER_INSTANT``) where the GPU offers it.
 Otherwise ``nvmlDeviceGetPowerUsage`` is used, which NVML documents as a 1 s average on
 Ampere (except GA100) and newer, and instantaneous on GA100 and older; the result records
-which one was read. Energy over the timed window comes from the total-energy counter (Volta
-and newer) when the window lasts at least ``min_energy_window_s``, else from integrating
-the power samples; the summary says which.
+which one was read, and how long it averages over (``power_averaging_s``). Energy over the
+timed window comes from the total-energy counter (Volta and newer) when the window lasts at
+least ``min_energy_window_s``, else from integrating the power samples that resolve the
+window's calls; the summary says which, or why neither can.
 
 Nothing here may break a run: NVML absent, no GPU, permission denied, unsupported fields and
 a driver failing mid-run each leave a reason in ``missing`` and the run goes on.
@@ -30,7 +31,17 @@ from typing import Any
 from bench.samplers import energy as _energy
 from bench.samplers.base import clock
 from bench.samplers.cpu import MB, CPUSampler
-from bench.samplers.timeseries import Counter, Span, in_window, mean, window_values
+from bench.samplers.timeseries import (
+    Counter,
+    Span,
+    count_summary,
+    finite_pairs,
+    in_window,
+    mean,
+    samples_per_window,
+    window_values,
+    windows_of,
+)
 
 # NVML return codes (stable across versions of the C API).
 NOT_SUPPORTED = 3
@@ -42,6 +53,8 @@ FATAL = {1, 9, 15, 16, 18, 28}  # uninitialized, driver not loaded, GPU lost, re
 
 FIELD_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
 ARCH_AMPERE = 7  # NVML_DEVICE_ARCH_AMPERE
+#: Seconds ``nvmlDeviceGetPowerUsage`` averages over where NVML documents it as an average.
+AVERAGED_POWER_S = 1.0
 ENERGY_MODULUS = 2**64  # the counter is an unsigned 64-bit count of millijoules
 #: Largest believable counter step between two readings: 10 kW for an hour, in mJ. A larger
 #: "wrapped" step means the counter restarted (a driver reload), not that it wrapped.
@@ -369,6 +382,8 @@ class NVMLSampler(CPUSampler):
                 dev.fields[name] = _Field(name, read, columns)
                 if name == "power":
                     dev.info["power_source"] = self._power_source(dev, read is instant_power, errors)
+                    averaging = self._power_averaging_s(dev, read is instant_power)
+                    dev.info["power_averaging_s"] = averaging
                 break
             else:
                 self.missing[f"{dev.prefix}{name}"] = "; ".join(errors)
@@ -387,6 +402,19 @@ class NVMLSampler(CPUSampler):
             window = "instantaneous on this GPU (GA100 and older)"
         why = f"; instant field unavailable: {errors[0]}" if errors else ""
         return f"nvmlDeviceGetPowerUsage, {window}{why}"
+
+    @staticmethod
+    def _power_averaging_s(dev: _Device, instant: bool) -> float:
+        """Seconds the power reading averages over: 0 for an instant one, 1 s for
+        ``nvmlDeviceGetPowerUsage`` unless the GPU is known to read it instantly (GA100 and
+        older); an unknown architecture is taken as averaged, since it may be."""
+        if instant:
+            return 0.0
+        arch, name = dev.info.get("architecture"), str(dev.info.get("name") or "")
+        ga100 = any(tag in name for tag in ("A100", "A30"))
+        if arch is not None and arch < 0xFFFFFFFF and (arch < ARCH_AMPERE or ga100):
+            return 0.0
+        return AVERAGED_POWER_S
 
     def _sample(self) -> dict[str, float]:
         row = super()._sample()
@@ -445,9 +473,27 @@ class NVMLSampler(CPUSampler):
         def vals(name: str) -> list[float]:
             return window_values(series, p + name, window)
 
-        power = vals("power_w")
+        lag = float(info.get("power_averaging_s") or 0.0)
+        column = series.get(p + "power_w")
+        power = in_window(ts, column, window, lag) if column else []
         out["peak_power_w"] = max(power) if power else None
         out["mean_power_w"] = mean(power)
+        if window is not None and p + "power_w" in series:
+            finite_ts = finite_pairs(ts, series[p + "power_w"])[0]
+            counts = samples_per_window(finite_ts, window, lag)
+            out["power_samples_per_window"] = count_summary(counts)
+            if not power:
+                shortest = min(b - a for a, b in windows_of(window))
+                after = (
+                    f" taken {lag:g} s or more after the window opens (the reading is an "
+                    f"average over {lag:g} s)"
+                    if lag
+                    else ""
+                )
+                out["power_reason"] = (
+                    f"no power reading inside any window{after}; shortest window "
+                    f"{shortest:.3f} s: peak and mean power unavailable, never the run's"
+                )
         for name, key, fn in (
             ("mem_used_mb", "mem_used_peak_mb", max),
             ("proc_mem_mb", "proc_mem_peak_mb", max),
@@ -478,12 +524,14 @@ class NVMLSampler(CPUSampler):
                     counter_missing=f"no NVML energy counter: {no_counter}" if no_counter else None,
                     power=series.get(p + "power_w"),
                     power_note=str(info.get("power_source", "")),
+                    power_averaging_s=lag,
                     min_window_s=self.min_energy_window_s,
                 )
             out["energy"] = {
                 **_energy.figures(est.energy_j, window, images),
                 "method": est.method,
                 "reason": est.reason,
+                "samples_per_window": est.samples_per_window,
             }
         return out
 
@@ -523,7 +571,7 @@ class NVMLSampler(CPUSampler):
         if not columns or any(c is None for c in columns):
             return None
         summed = [sum(vals) for vals in zip(*columns, strict=True)]
-        values = in_window(series["t"], summed, window) or in_window(series["t"], summed, None)
+        values = in_window(series["t"], summed, window)
         return max(values) if values else None
 
 

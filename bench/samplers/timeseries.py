@@ -6,7 +6,10 @@ and the functions can be checked against hand-computed figures. Timestamps are
 
 A *span* is one window ``(start, end)`` or a sequence of disjoint windows: the calls of one
 strategy stack when several stacks are timed in alternation. Values, integrals and counter
-deltas over a span are those over its windows, summed or pooled.
+deltas over a span are those over its windows, summed or pooled. Values and integrals of a
+window come from the samples taken inside it alone (a cumulative counter's delta is read at
+the window's edges by interpolating between the readings around them; the energy estimate
+uses it only over windows long enough for one polling interval to matter little).
 """
 
 from __future__ import annotations
@@ -127,45 +130,122 @@ def counter_delta(ts: Sequence[float], totals: Sequence[float], span: Span) -> f
     return total
 
 
-def integrate(ts: Sequence[float], ys: Sequence[float], span: Span) -> float | None:
-    """Trapezoidal integral of ``ys`` over ``span`` (edges interpolated, windows summed);
-    None if the finite samples do not span every window."""
+def samples_per_window(ts: Sequence[float], span: Span, lag_s: float = 0.0) -> list[int]:
+    """How many of ``ts`` resolve each window of ``span``, in window order.
+
+    A sample at ``t`` resolves the window ``(t0, t1)`` when what it read lies inside the
+    window: ``t0 <= t <= t1`` for an instant reading, ``t0 <= t - lag_s`` as well for one
+    that averages over the ``lag_s`` seconds before ``t``.
+    """
+    ts = sorted(ts)
+    out = []
+    for t0, t1 in windows_of(span):
+        lo = bisect.bisect_left(ts, t0 + lag_s)
+        hi = bisect.bisect_right(ts, t1)
+        out.append(max(0, hi - lo))
+    return out
+
+
+def count_summary(counts: Sequence[int]) -> dict[str, int | float]:
+    """A compact record of per-window sample counts: min, median, max, the number of
+    windows and how many of them hold no sample."""
+    if not counts:
+        return {"min": 0, "median": 0, "max": 0, "windows": 0, "empty": 0}
+    ordered = sorted(counts)
+    n = len(ordered)
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    return {
+        "min": ordered[0],
+        "median": median,
+        "max": ordered[-1],
+        "windows": n,
+        "empty": sum(1 for c in ordered if c == 0),
+    }
+
+
+def unresolved(
+    ts: Sequence[float], ys: Sequence[float], span: Span, lag_s: float = 0.0
+) -> str | None:
+    """Why the finite samples cannot give each window of ``span`` an integral of its own
+    (None when they can; see :func:`integrate`)."""
+    ts, _ = finite_pairs(ts, ys)
+    gap = coverage_gap(ts, span)
+    if gap:
+        return gap
+    windows = windows_of(span)
+    counts = samples_per_window(ts, windows, lag_s)
+    empty = [w for w, c in zip(windows, counts, strict=True) if c == 0]
+    if not empty:
+        return None
+    shortest = min(b - a for a, b in windows)
+    what = "sample inside it" if lag_s <= 0 else f"sample taken {lag_s:g} s or more after it opens"
+    return (
+        f"{len(empty)} of {len(windows)} windows hold no {what} (shortest window "
+        f"{shortest:.3f} s); a window is never filled from readings outside it"
+    )
+
+
+def integrate(
+    ts: Sequence[float], ys: Sequence[float], span: Span, lag_s: float = 0.0
+) -> float | None:
+    """Integral of ``ys`` over ``span`` from the samples that resolve each window alone.
+
+    Within a window only the samples inside it count (for a reading that averages over the
+    ``lag_s`` seconds before its timestamp: those whose whole averaging interval lies inside
+    the window, placed at that interval's midpoint). Between them the integral is
+    trapezoidal; from the window's start to its first sample, and from its last sample to
+    its end, the nearest sample's value is held. No value sampled outside a window enters
+    its integral, so stacks timed in alternation do not blend at their calls' edges.
+
+    Returns None when :func:`unresolved` gives a reason: the readings do not span the
+    windows, or a window holds no resolving sample.
+    """
     ts, ys = finite_pairs(ts, ys)
-    if coverage_gap(ts, span):
+    if unresolved(ts, ys, span, lag_s):
         return None
     total = 0.0
     for t0, t1 in windows_of(span):
-        inner = [(t, y) for t, y in zip(ts, ys, strict=True) if t0 < t < t1]
-        points = [(t0, interpolate(ts, ys, t0)), *inner, (t1, interpolate(ts, ys, t1))]
+        lo = bisect.bisect_left(ts, t0 + lag_s)
+        hi = bisect.bisect_right(ts, t1)
+        points = [(t - lag_s / 2, y) for t, y in zip(ts[lo:hi], ys[lo:hi], strict=True)]
+        first, last = points[0], points[-1]
+        total += first[1] * (first[0] - t0) + last[1] * (t1 - last[0])
         total += sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:], strict=False))
     return total
 
 
-def in_span(t: float, windows: Sequence[Window]) -> bool:
-    """True when ``t`` falls inside one of ``windows`` (sorted, as :func:`windows_of` gives)."""
+def in_span(t: float, windows: Sequence[Window], lag_s: float = 0.0) -> bool:
+    """True when ``t`` falls inside one of ``windows`` (sorted, as :func:`windows_of` gives);
+    with ``lag_s``, also ``lag_s`` or more after that window opens (a reading averaged over
+    the ``lag_s`` seconds before ``t`` then covers that window alone)."""
     i = bisect.bisect_right([w[0] for w in windows], t) - 1
-    return i >= 0 and t <= windows[i][1]
+    return i >= 0 and t <= windows[i][1] and t - lag_s >= windows[i][0]
 
 
-def in_window(ts: Sequence[float], ys: Sequence[float], span: Span | None) -> list[float]:
-    """Finite values sampled inside ``span`` (all finite values when ``span`` is None)."""
+def in_window(
+    ts: Sequence[float], ys: Sequence[float], span: Span | None, lag_s: float = 0.0
+) -> list[float]:
+    """Finite values sampled inside ``span`` (all finite values when ``span`` is None);
+    ``lag_s`` as for :func:`in_span`."""
     windows = windows_of(span) if span is not None else None
     return [
         y
         for t, y in zip(ts, ys, strict=True)
         if y is not None
         and math.isfinite(y)
-        and (windows is None or in_span(t, windows))
+        and (windows is None or in_span(t, windows, lag_s))
     ]
 
 
 def window_values(series: dict[str, list[float]], key: str, window: Span | None) -> list[float]:
-    """Finite values of ``key`` inside ``window`` (a span); all of them if none fall inside
-    (windows shorter than the polling interval)."""
+    """Finite values of ``key`` sampled inside ``window`` (a span; None: all of them).
+
+    Empty when no sample falls inside, e.g. calls shorter than the polling interval: a
+    stack's figures are never taken from samples of other stacks' calls or of the run."""
     ts, ys = series.get("t", []), series.get(key)
     if not ys:
         return []
-    return in_window(ts, ys, window) or in_window(ts, ys, None)
+    return in_window(ts, ys, window)
 
 
 def iteration_index(ts: Sequence[float], bounds: Sequence[tuple[float, float]]) -> list[int]:
@@ -187,6 +267,7 @@ __all__ = [
     "Counter",
     "Span",
     "Window",
+    "count_summary",
     "counter_delta",
     "coverage_gap",
     "finite_pairs",
@@ -196,8 +277,10 @@ __all__ = [
     "interpolate",
     "iteration_index",
     "mean",
+    "samples_per_window",
     "span_bounds",
     "span_length",
+    "unresolved",
     "window_values",
     "windows_of",
 ]

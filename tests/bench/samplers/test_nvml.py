@@ -86,13 +86,19 @@ def test_energy_counter_wraps_around():
 def test_instant_field_unsupported_falls_back_to_averaged_power():
     gpu = FakeGPU(unsupported={"instant_power"})
     r = _run(NVMLSampler(interval_s=0.02, nvml=FakeNVML([gpu])), 0.2)
-    source = r.summary["gpus"]["0"]["power_source"]
-    assert source.startswith("nvmlDeviceGetPowerUsage, a 1 s average on this GPU")
-    assert "Not Supported" in source
-    assert r.summary["method"].startswith("integrated-power (nvmlDeviceGetPowerUsage")
+    g = r.summary["gpus"]["0"]
+    assert g["power_source"].startswith("nvmlDeviceGetPowerUsage, a 1 s average on this GPU")
+    assert "Not Supported" in g["power_source"] and g["power_averaging_s"] == 1.0
+    # A 1 s average cannot resolve a 0.2 s window: every reading in it reaches back before it.
+    assert r.summary["method"] == "unavailable" and r.summary["energy_j"] is None
+    assert "average over 1 s, longer than the window (0.2" in r.missing["energy"]
+    assert g["mean_power_w"] is None and "1 s or more after the window opens" in g["power_reason"]
     a100 = FakeGPU(name="NVIDIA A100-SXM4-80GB", architecture=7, unsupported={"instant_power"})
     r = _run(NVMLSampler(interval_s=0.02, nvml=FakeNVML([a100])), 0.1)
-    assert "instantaneous on this GPU (GA100 and older)" in r.summary["gpus"]["0"]["power_source"]
+    g = r.summary["gpus"]["0"]
+    assert "instantaneous on this GPU (GA100 and older)" in g["power_source"]
+    assert g["power_averaging_s"] == 0.0
+    assert r.summary["method"].startswith("integrated-power (nvmlDeviceGetPowerUsage")
 
 
 def test_no_energy_counter_before_volta():
