@@ -40,7 +40,8 @@ class Record:
         cold: one-off costs: load, apply, first call, compile, training, break-even images.
         memory, energy: peaks and energy of this stack's own calls, and how obtained.
         sampler: the sampler's summary over this stack's calls.
-        model_size: parameters and FLOPs per step or token (:mod:`bench.flops`).
+        model_size: parameters; FLOPs per denoising step or token, of the once-per-call
+            encoders and decoder apart, and of the whole call (:mod:`bench.flops`).
         load: the machine's load during the run (:mod:`bench.machine`).
         decoding: token models' decoding counts (forward passes, acceptance...).
         quality, quality_meta, quality_details, quality_noise_floor: see :mod:`bench.quality`.

@@ -97,12 +97,16 @@ def test_size_cold_costs_load_and_environment(interleaved):
         size = r["model_size"]
         assert size["params"] == r["model"]["params"] > 1_000_000
         assert size["flops_per_step"] > 0 and size["per"] == "step"
-        assert size["flops_per_image"] == pytest.approx(size["flops_per_step"] * r["settings"]["steps"])
+        assert size["flops_once"] > 0  # the text encoder, once per call
+        assert size["flops_per_image"] == pytest.approx(
+            size["flops_per_step"] * r["settings"]["steps"] + size["flops_once"])
         assert r["cold"]["load_s"] > 0 and r["cold"]["apply_s"] >= 0 and r["cold"]["first_call_s"] > 0
         assert r["load"]["torch_threads"] == 1 and r["load"]["cores"] >= 1
         assert r["environment"]["packages"]["torch"] and r["model"]["base_fingerprint"]
-    # A call of 2 steps costs about half of one of 4 steps.
+    # A call of 2 steps costs about half of one of 4 steps; each step costs the same.
     assert fewer["model_size"]["flops_per_image"] == pytest.approx(base["model_size"]["flops_per_image"] / 2, rel=0.01)
+    assert fewer["model_size"]["flops_per_step"] == pytest.approx(base["model_size"]["flops_per_step"])
+    assert fewer["model_size"]["flops_once"] == pytest.approx(base["model_size"]["flops_once"])
     assert base["quality"]["psnr"] == "inf" and base["quality"]["ssim"] == pytest.approx(1.0)
     assert fewer["quality"]["psnr"] < 100 and 0 <= fewer["quality"]["adherence"] <= 1
     assert (out / base["images"]).exists()
