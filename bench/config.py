@@ -75,6 +75,9 @@ class TimingConfig:
             +-``target_ci`` of its estimate (0.05 = 5%), or ``max_seconds`` pass; None: off.
             Interleaved runs check the speedups; a stack timed on its own checks the
             interval of its median latency.
+        prune_slower_than: interleaved runs only: a stack whose median latency after a
+            round exceeds this multiple of the reference's leaves the schedule and is
+            recorded as ``pruned`` (``accelbench tune`` stops hopeless trials so); None: off.
     """
 
     warmup: int = 2
@@ -84,8 +87,11 @@ class TimingConfig:
     max_seconds: float = 300.0
     sync_steps: bool = False
     target_ci: float | None = None
+    prune_slower_than: float | None = None
 
     def __post_init__(self) -> None:
+        if self.prune_slower_than is not None and not self.prune_slower_than > 1:
+            raise ValueError(f"prune_slower_than must be > 1 (a slowdown factor), got {self.prune_slower_than}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.min_iterations < 1:

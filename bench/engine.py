@@ -392,10 +392,11 @@ class Engine:
         label = arms[0].label if len(arms) == 1 else f"{len(arms)} stacks, {schedule.name}"
         unit = "round" if schedule.name == "interleaved" else "call"
         bar = tqdm(desc=f"timing {label[:40]}", unit=unit, disable=not self.show_progress, leave=False)
-        def failed(i: int) -> None:  # free a failed stack's memory now, not at the end
+        def failed(i: int, why: str) -> None:  # free a failed stack's memory now, not at the end
             arm = arms[i]
             if arm.local and arm.model is not None:
-                self.log(f"[{arm.label}] failed while timed; its memory is freed, the run goes on")
+                what = why if why.startswith("pruned") else "failed while timed"
+                self.log(f"[{arm.label}] {what}; its memory is freed, the run goes on")
                 arm.info.setdefault("describe", arm.model.describe())
                 arm.close()
                 footprint.release_memory(cfg.device)
@@ -429,11 +430,14 @@ class Engine:
         decoding counts and quality."""
         arm, timing = m.arm, m.timing
         model = arm.model
-        if model is None:  # failed while timed, and freed then
+        if model is None:  # failed (or pruned) while timed, and freed then
+            status = "pruned" if timing.pruned else "failed"
             rec = self._record(arm.info.get("describe") or {"name": self.config.model}, None,
-                               "failed", _failure_text(timing.error), spec=arm.label,
+                               status, _failure_text(timing.error), spec=arm.label,
                                stack_config=arm.info.get("stack"))
             rec.schedule = schedule.describe()
+            if timing.pruned:
+                rec.timing = timing.as_dict()
             return rec
         rec = self._record(model.describe(), None, "ok", None, spec=arm.label,
                            stack_config=arm.info.get("stack"))

@@ -49,8 +49,10 @@ class Timing:
     first_call_s: float | None = None
     #: Per timed iteration, the round it belongs to (interleaved schedules; 0 otherwise).
     rounds: list[int] = field(default_factory=list)
-    #: Why the stack stopped being measured (it raised); None when it ran to the end.
+    #: Why the stack stopped being measured (it raised, or was pruned); None when it ran to the end.
     error: str | None = None
+    #: Left the schedule because it was hopelessly slow (``TimingConfig.prune_slower_than``).
+    pruned: bool = False
     #: Where the step durations came from: ``host`` (host clock, no synchronisation),
     #: ``host-synced`` (host clock after a device synchronisation at every step) or
     #: ``cuda-events`` (CUDA events, read after the call); None before any timed call.

@@ -33,8 +33,8 @@ class Hooks:
         before_block: called with an arm's index before each block of its timed calls.
         after_block: called with an arm's index after each block.
         progress: called with a short status line after each block.
-        failed: called with an arm's index once it has failed and left the schedule (the
-            engine frees its memory at once).
+        failed: called with an arm's index and why once it has failed (or been pruned) and
+            left the schedule (the engine frees its memory at once).
         round_end: called between rounds (interleaved) or timed calls (sequential), outside
             every timed window: the engine times its machine-speed probe there.
     """
@@ -42,7 +42,7 @@ class Hooks:
     before_block: Callable[[int], None] | None = None
     after_block: Callable[[int], None] | None = None
     progress: Callable[[str], None] | None = None
-    failed: Callable[[int], None] | None = None
+    failed: Callable[[int, str], None] | None = None
     round_end: Callable[[], None] | None = None
 
 
@@ -81,7 +81,7 @@ def _attempt(timings: list[Timing], i: int, fn: Callable[[], Any], hooks: Hooks,
             raise
         timings[i].error = f"{type(exc).__name__}: {exc}"
         if hooks.failed:
-            hooks.failed(i)
+            hooks.failed(i, timings[i].error)
         return None
 
 
@@ -181,6 +181,8 @@ class Interleaved(Schedule):
                     timings[i].add(got, r)
             r += 1
             self.rounds_run = r
+            if timing.prune_slower_than:
+                self._prune(timings, timing.prune_slower_than, r, hooks)
             if hooks.round_end:
                 hooks.round_end()
             if hooks.progress:
@@ -188,7 +190,29 @@ class Interleaved(Schedule):
             if self._done(timings, timing, r):
                 return timings
 
+    @staticmethod
+    def _prune(timings: list[Timing], limit: float, rounds: int, hooks: Hooks) -> None:
+        """Take out of the schedule every arm whose median latency is beyond ``limit`` times
+        the reference's (the first arm's)."""
+        import statistics
+
+        ref = timings[0].latencies_s
+        if not ref:
+            return
+        for i, t in enumerate(timings[1:], start=1):
+            if t.error or not t.latencies_s:
+                continue
+            ratio = statistics.median(t.latencies_s) / statistics.median(ref)
+            if ratio > limit:
+                t.error = (f"pruned: {ratio:.2f}x slower than the reference after {rounds} "
+                           f"round(s) (limit {limit:.2f}x)")
+                t.pruned = True
+                if hooks.failed:
+                    hooks.failed(i, t.error)
+
     def _done(self, timings: list[Timing], timing: TimingConfig, rounds: int) -> bool:
+        if len(timings) > 1 and all(t.pruned for t in timings[1:]):
+            return True  # nothing left to compare the reference with
         live = [t for t in timings if not t.error]
         calls = min(len(t.latencies_s) for t in live)
         timed_s = sum(t.timed_s for t in timings)

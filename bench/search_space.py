@@ -76,6 +76,7 @@ class SearchSpace:
         excluded: strategy -> why it is not in the space (unsupported by the model, training
             not allowed...).
         fixed: ``strategy.field`` -> why that field keeps its default.
+        bounded: ``strategy.field`` -> the narrower range a search for speed uses, and why.
     """
 
     groups: dict[str, list[str]] = field(default_factory=dict)
@@ -83,6 +84,8 @@ class SearchSpace:
     dimensions: dict[str, list[Dimension]] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=dict)
+    #: ``strategy.field`` -> the range a search for speed keeps it in, and why.
+    bounded: dict[str, str] = field(default_factory=dict)
 
     @property
     def strategies(self) -> list[str]:
@@ -96,6 +99,7 @@ class SearchSpace:
             "dimensions": {s: [dataclasses.asdict(d) for d in dims] for s, dims in self.dimensions.items()},
             "excluded": self.excluded,
             "fixed": self.fixed,
+            "bounded": self.bounded,
         }
 
 
@@ -137,11 +141,28 @@ def dimension(strategy: str, config_cls: type, f: dataclasses.Field) -> Dimensio
     return "free text without declared choices"
 
 
-def derive(model: Any, *, allow_training: bool = False, only: Sequence[str] | None = None) -> SearchSpace:
+def _below_model(dim: Dimension, f: dataclasses.Field, model: Any) -> tuple[Dimension, str] | None:
+    """``dim`` bounded below the model's own value of the attribute its field names
+    (``below_model``), with the reason; None where the field names none or the model has none."""
+    attr = f.metadata.get("below_model")
+    own = getattr(model, attr, None) if attr else None
+    if not isinstance(own, int) or dim.high is None or own - 1 >= dim.high:
+        return None
+    high = max(int(dim.low or 1), own - 1)
+    log = dim.low is not None and dim.low > 0 and high / dim.low >= 100
+    why = (f"{dim.low:g}..{high} (below the model's own {own} {attr}: more can only be slower; "
+           f"declared {dim.low:g}..{dim.high:g})")
+    return dataclasses.replace(dim, high=high, log=log), why
+
+
+def derive(model: Any, *, allow_training: bool = False, only: Sequence[str] | None = None,
+           for_speed: bool = False) -> SearchSpace:
     """The space for ``model``: every registered strategy (or ``only`` those) that supports it.
 
     Strategies that train join only with ``allow_training`` (each configuration trains once,
-    minutes to an hour on a CPU, cached after).
+    minutes to an hour on a CPU, cached after). ``for_speed`` (a latency or energy objective)
+    keeps fields declared ``below_model`` under the model's own value: a step count above
+    the model's own can only be slower (the search drew 652 of 1-1000 for a 25-step model).
     """
     from strategies.registry import get_strategy, names
 
@@ -162,6 +183,9 @@ def derive(model: Any, *, allow_training: bool = False, only: Sequence[str] | No
         dims = []
         for f in dataclasses.fields(cls.Config):
             got = dimension(name, cls.Config, f)
+            if isinstance(got, Dimension) and for_speed and (bounded := _below_model(got, f, model)):
+                got, why = bounded
+                space.bounded[got.key] = why
             if isinstance(got, Dimension):
                 dims.append(got)
             else:

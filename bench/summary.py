@@ -142,10 +142,13 @@ def tune_summary(tune: dict[str, Any]) -> str:
     """What a search found: the trials, the full measurement of the candidates, the answer."""
     trials = tune.get("trials") or []
     done = [t for t in trials if t["state"] == "complete"]
-    lines = [f"{len(trials)} trials ({len(done)} measured, "
-             f"{sum(t['state'] == 'pruned' for t in trials)} rejected as incompatible, "
+    slow = [t for t in trials if t["state"] == "pruned" and str(t.get("reason") or "").startswith("pruned")]
+    lines = [f"{len(trials)} trials ({len(done)} measured, {len(slow)} pruned as too slow, "
+             f"{sum(t['state'] == 'pruned' for t in trials) - len(slow)} rejected as incompatible, "
              f"{sum(t['state'] == 'fail' for t in trials)} failed) in {tune.get('seconds', 0) / 60:.1f} min"]
-    rows = [("candidate (measured in full)", "speedup [95% CI]", "quality", "meets", "training s")]
+    if tune.get("measured"):
+        lines.append(f"candidates measured {tune['measured']}")
+    rows = [("candidate", "speedup [95% CI]", "quality", "meets", "training s")]
     for r in tune.get("candidates") or []:
         q = ", ".join(f"{k} {fmt(v, '.3g')}" for k, v in sorted(r["quality"].items()) if k in ("psnr", "adherence", "fid", "ssim"))
         sp = f"{fmt(r['speedup'], '.2f')}x [{fmt(r['ci_low'], '.2f')}-{fmt(r['ci_high'], '.2f')}]"

@@ -17,6 +17,16 @@ Cheap first, expensive for the promising:
    quality images), and the constraints are checked again on those figures. That run is the
    answer, with each speedup's interval.
 
+The budget is the wall time of the whole invocation, the final measurement included: trials
+are asked only while the next one and the smallest final measurement still fit, each trial's
+job is cut at what is left, and the final measurement shrinks (fewer quality images, fewer
+rounds, fewer candidates) to fit what remains, estimated from the trials' own call times;
+when not even its smallest form fits, the answer is the trials' cheap figures, labelled so.
+A trial whose stack is, after a timed round, slower than the baseline by more than the best
+speedup found so far (and at least :data:`MIN_PRUNE_SLOWDOWN`) is stopped there and recorded
+as pruned (Optuna's ``PRUNED`` state, with its intermediate ratio reported). For a latency or
+energy objective a step count is searched below the model's own.
+
 The study lives in the output folder (``study.db``, SQLite) unless ``--storage`` names another
 Optuna storage (for many machines); run the same command again to continue it: finished
 trials are kept (and their jobs are not measured again), a trial cut by a kill is marked
@@ -48,8 +58,19 @@ from bench.formats import number, sanitize
 OBJECTIVES = ("latency", "energy", "memory")
 #: Noise-floor standard deviations that make "within the band".
 FLOOR_SIGMAS = 2.0
-#: Share of the budget kept for the full measurement of the candidates.
-FULL_SHARE = 0.3
+#: The fewest timed rounds of the final measurement (the paired interval needs 6).
+MIN_FULL_ITERATIONS = 6
+#: Warm-up calls per stack, cheap and full (the protocol's 2).
+WARMUP = 2
+#: A trial is pruned only beyond this slowdown, whatever the best speedup so far: one
+#: round's ratio is noisy.
+MIN_PRUNE_SLOWDOWN = 2.0
+#: Seconds kept free at the end of the budget (the process's start and the answer's write).
+END_MARGIN_S = 15.0
+#: The final measurement's estimate is multiplied by this before it is trusted to fit.
+FINAL_SAFETY = 1.3
+#: Seconds of a run beyond its calls (loading the model, scoring, writing records).
+RUN_OVERHEAD_S = 25.0
 LOCK_FILE = ".tune.lock"
 TUNE_FILE = "tune.json"
 SCHEMA = "accelbench.tune/1"
@@ -215,13 +236,16 @@ class TuneResult:
     space: dict[str, Any]
     #: Each constraint's numeric bound at the trials' fidelity (``floor`` resolved).
     bounds: dict[str, float | None] = field(default_factory=dict)
+    #: How the candidates' figures were measured (in full, shrunk to fit, or cheap only).
+    measured: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return sanitize({
             "schema": SCHEMA, "config": self.config.as_dict(), "seconds": self.seconds,
             "space": self.space, "bounds": self.bounds, "trials": [asdict(t) for t in self.trials],
             "candidates": self.candidates, "best": self.best, "front": self.front,
-            "final_run": "final" if self.candidates else None,
+            "measured": self.measured,
+            "final_run": "final" if self.measured.startswith("in full") else None,
         })
 
 
@@ -266,7 +290,8 @@ class Tuner:
 
         cfg = self.config
         model = load_model(ModelSpec(cfg.model, device=cfg.device))
-        space = search_space.derive(model, allow_training=cfg.allow_training, only=cfg.strategies)
+        space = search_space.derive(model, allow_training=cfg.allow_training, only=cfg.strategies,
+                                    for_speed=cfg.objective in ("latency", "energy"))
         if not space.strategies:
             raise TuneError(f"no strategy can apply to {cfg.model}: "
                             + "; ".join(f"{k}: {v}" for k, v in space.excluded.items()))
@@ -275,33 +300,93 @@ class Tuner:
         for t in study.get_trials(deepcopy=False):
             if t.state.name == "RUNNING":  # cut short by a kill: its job may be done; ask again
                 study.tell(t.number, state=_state("FAIL"))
-        budget_cheap = cfg.budget_s * (1 - FULL_SHARE)
+        t0 = self._elapsed()
         self.baseline = self._measure(["baseline"])["baseline"]
+        self._batch_s = [self._elapsed() - t0]
         if self.baseline.get("status") != "ok":
             raise TuneError(f"the baseline of {cfg.model} failed: {self.baseline.get('error')}")
         self._check_objective(self.baseline)
-        first = True
-        while not self._enough(study) and (self._elapsed() < budget_cheap
-                                           or (first and self._elapsed() < cfg.budget_s)):
+        while not self._enough(study) and self._room_for_a_trial():
+            t0 = self._elapsed()
             self._batch(study, space)
-            first = False
+            self._batch_s.append(self._elapsed() - t0)
         trials = self._trials(study)
         if not any(t.state == "complete" for t in trials):
             raise TuneError(
                 f"no trial was measured within the budget ({cfg.budget_s / 60:.1f} min; the baseline "
-                f"alone took {self._elapsed() / 60:.1f} min): give a larger --budget"
+                f"alone took {self._batch_s[0] / 60:.1f} min): give a larger --budget"
                 + ("" if not self.baseline.get("load", {}).get("oversubscribed")
                    else "; the machine was busy with other work (see the load warning)"))
         candidates = self._candidates(study, trials)
-        final = self._full(candidates) if candidates else []
-        rows, best, front = self._answer(final)
+        plan = self._final_plan(candidates, trials) if candidates else None
+        if plan is not None:
+            rows, best, front = self._answer(self._full(*plan))
+            measured = (f"in full: {plan[1]} interleaved rounds, {plan[2]} quality images"
+                        + ("" if plan[1:] == (cfg.full_iterations, cfg.full_quality_images)
+                           else " (shrunk to fit the budget)"))
+        else:
+            rows, best, front = self._cheap_answer(candidates, trials)
+            measured = ("cheap figures only: the budget left no time to measure the candidates "
+                        "in full" if candidates else "no candidate")
         bounds = {c.text: c.bound(self.baseline) for c in cfg.constraints}
-        result = TuneResult(cfg, trials, rows, best, front, self._elapsed(), space.describe(), bounds)
+        result = TuneResult(cfg, trials, rows, best, front, self._elapsed(), space.describe(), bounds,
+                            measured=measured)
         (self.out / TUNE_FILE).write_text(json.dumps(result.as_dict(), indent=1) + "\n", encoding="utf-8")
         return result
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    def _left(self) -> float:
+        """Seconds of the budget still free (the end margin kept)."""
+        return self.config.budget_s - END_MARGIN_S - self._elapsed()
+
+    def _trial_estimate(self) -> float:
+        """Seconds the next batch of trials is expected to take: the slowest batch so far
+        (the baseline's job counts once for its stack too), pruning caps the hopeless ones."""
+        return max(self._batch_s[1:] or [2 * self._batch_s[0]])
+
+    def _room_for_a_trial(self) -> bool:
+        return self._trial_estimate() + self._smallest_final_s() <= self._left()
+
+    def _baseline_call_s(self) -> float:
+        lat = (self.baseline or {}).get("timing", {}).get("latencies_s") or [1.0]
+        return sorted(lat)[len(lat) // 2]
+
+    def _smallest_final_s(self) -> float:
+        """The final measurement at its smallest: the baseline and one candidate as fast as
+        the baseline, the fewest rounds, the trials' quality images."""
+        return self._final_s([1.0], MIN_FULL_ITERATIONS, self.config.cheap_quality_images)
+
+    def _final_s(self, speedups: Sequence[float], n: int, images: int) -> float:
+        """Estimated seconds of a final run of the baseline and stacks of ``speedups``."""
+        cfg = self.config
+        calls_per_arm = WARMUP + n + 1 + math.ceil(images / cfg.batch_size)  # +1: memory call
+        arms = [1.0, *(max(s, 1e-3) for s in speedups)]
+        calls = sum(calls_per_arm / s for s in arms)
+        return FINAL_SAFETY * (RUN_OVERHEAD_S + calls * self._baseline_call_s())
+
+    def _final_plan(self, candidates: list[str], trials: list[Trial]) -> tuple[list[str], int, int] | None:
+        """(candidates, rounds, quality images) of the largest final run that fits what is
+        left of the budget: quality images shrink first (to the trials' count), then rounds
+        (to :data:`MIN_FULL_ITERATIONS`), then candidates from the last; None if none fits."""
+        cfg = self.config
+        speed = {t.stack: t.speedup or 1.0 for t in trials if t.state == "complete"}
+        left = self._left()
+        n_full = max(cfg.full_iterations, MIN_FULL_ITERATIONS)
+        images_steps = sorted({cfg.full_quality_images, cfg.cheap_quality_images,
+                               *range(cfg.cheap_quality_images, cfg.full_quality_images, 32)},
+                              reverse=True)
+        for k in range(len(candidates), 0, -1):
+            chosen = candidates[:k]
+            speedups = [speed.get(c, 1.0) for c in chosen]
+            for images in images_steps:
+                if self._final_s(speedups, n_full, images) <= left:
+                    return chosen, n_full, images
+            for n in range(n_full - 1, MIN_FULL_ITERATIONS - 1, -1):
+                if self._final_s(speedups, n, cfg.cheap_quality_images) <= left:
+                    return chosen, n, cfg.cheap_quality_images
+        return None
 
     def _enough(self, study: Any) -> bool:
         if self.config.max_trials is None:
@@ -358,9 +443,13 @@ class Tuner:
             asked.append((trial, spec))
         if not asked:
             return
-        records = self._measure([s for _, s in asked])
+        limit = self._prune_limit(study)
+        records = self._measure([s for _, s in asked], prune_slower_than=limit)
         for trial, spec in asked:
             record = records.get(spec)
+            if record is not None and record.get("status") == "pruned":
+                self._tell_pruned(study, trial, spec, record)
+                continue
             if record is None or record.get("status") != "ok":
                 why = (record or {}).get("error") or "no record"
                 trial.set_user_attr("reason", str(why)[:500])
@@ -378,21 +467,50 @@ class Tuner:
             self.log(f"trial {trial.number}: {spec}: {summary['speedup'] or 0:.2f}x"
                      + ("" if not constraints else (", feasible" if feasible else ", infeasible")))
 
-    def _measure(self, stacks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def _prune_limit(self, study: Any) -> float | None:
+        """The slowdown beyond which a trial is stopped: the best speedup found so far, at
+        least :data:`MIN_PRUNE_SLOWDOWN`; None before any trial has been measured (and for a
+        multi-objective search, where a slow stack may still be on the front)."""
+        if not self.config.constraints or self.config.objective != "latency":
+            return None
+        best = [t.user_attrs.get("speedup") for t in study.get_trials(deepcopy=False)
+                if t.state.name == "COMPLETE"]
+        best = [b for b in best if b]
+        return max(MIN_PRUNE_SLOWDOWN, *best) if best else None
+
+    def _tell_pruned(self, study: Any, trial: Any, spec: str, record: dict[str, Any]) -> None:
+        """Report a pruned trial's last ratio to Optuna and close it as ``PRUNED``."""
+        timing = record.get("timing") or {}
+        ref = (record.get("reference") or {}).get("latencies_s") or []
+        lat = timing.get("latencies_s") or []
+        if lat and ref:
+            ratio = sorted(lat)[len(lat) // 2] / sorted(ref)[len(ref) // 2]
+            trial.report(ratio, step=len(lat))  # latency relative to the baseline
+            trial.set_user_attr("speedup", 1 / ratio)
+        trial.set_user_attr("reason", str(record.get("error"))[:500])
+        study.tell(trial, state=_state("PRUNED"))
+        self.log(f"trial {trial.number}: {spec}: {record.get('error')}")
+
+    def _measure(self, stacks: Sequence[str], prune_slower_than: float | None = None) -> dict[str, dict[str, Any]]:
         """One sweep batch: each stack a job (interleaved with its own baseline); records by
-        canonical stack spec. Jobs already recorded in the folder are not measured again."""
+        canonical stack spec. Jobs already recorded in the folder are not measured again.
+        A job is cut at what is left of the budget after the smallest final measurement."""
         from bench import sweep
         from bench.executors import driver, make_executor
 
         cfg = self.config
-        remaining = max(60.0, cfg.budget_s - self._elapsed())
+        final = self._smallest_final_s() if self.baseline else 0.0
+        remaining = max(30.0, self._left() - final)
+        timing: dict[str, Any] = {"warmup": WARMUP, "min_iterations": cfg.cheap_iterations,
+                                  "min_seconds": 0, "max_iterations": cfg.cheap_iterations}
+        if prune_slower_than:
+            timing["prune_slower_than"] = prune_slower_than
         spec = sweep.SweepSpec(
             name=cfg.study_name, out_dir=self.out, models=(cfg.model,),
             strategies=tuple(s for s in stacks if s != "baseline"),
             settings=(sweep.Settings(device=cfg.device, batch_size=cfg.batch_size),),
-            timing={"warmup": 1, "min_iterations": cfg.cheap_iterations, "min_seconds": 0,
-                    "max_iterations": cfg.cheap_iterations},
-            quality={}, quality_images=cfg.cheap_quality_images, timeout_s=remaining + 600,
+            timing=timing,
+            quality={}, quality_images=cfg.cheap_quality_images, timeout_s=remaining,
             workers=cfg.workers, threads=cfg.threads, sys_path=(os.getcwd(),),
         )
         plan = sweep.validate(spec, check_devices=cfg.executor == "local")
@@ -463,19 +581,21 @@ class Tuner:
         limit = self.config.promote if self.config.constraints else 2 * self.config.promote
         return out[:limit]
 
-    def _full(self, candidates: list[str]) -> list[dict[str, Any]]:
-        """The candidates and the baseline in one full interleaved engine run."""
+    def _full(self, candidates: list[str], n: int, images: int) -> list[dict[str, Any]]:
+        """The candidates and the baseline in one interleaved engine run of ``n`` rounds and
+        ``images`` quality images."""
         from bench.config import RunConfig, TimingConfig
         from bench.engine import Engine
 
         cfg = self.config
-        self.log(f"full measurement of {len(candidates)} candidate(s), interleaved: {', '.join(candidates)}")
-        n = cfg.full_iterations
+        self.log(f"full measurement of {len(candidates)} candidate(s), interleaved, {n} rounds, "
+                 f"{images} quality images (about {self._final_s([1.0] * len(candidates), n, images) / 60:.1f} "
+                 f"min at most; {self._left() / 60:.1f} min left): {', '.join(candidates)}")
         config = RunConfig(
             model=cfg.model, strategies=("baseline", *candidates), device=cfg.device,
-            batch_size=cfg.batch_size, timing=TimingConfig(warmup=2, min_iterations=n, min_seconds=0,
-                                                           max_iterations=max(n, 200)),
-            quality_images=cfg.full_quality_images, out_dir=self.out / "final", threads=cfg.threads,
+            batch_size=cfg.batch_size, timing=TimingConfig(warmup=WARMUP, min_iterations=n, min_seconds=0,
+                                                           max_iterations=n),
+            quality_images=images, out_dir=self.out / "final", threads=cfg.threads,
             schedule="interleaved",
         )
         return Engine(config, log=self.log, show_progress=False).run().records
@@ -508,27 +628,38 @@ class Tuner:
         best = min(feasible, key=lambda r: r["objective"]) if feasible else None
         return rows, best, _front(rows, self._quality_objectives())
 
+    def _cheap_answer(self, candidates: list[str], trials: list[Trial]):
+        """The candidates' figures from their trials alone (no time was left to measure them
+        in full), each row saying so."""
+        by_stack = {t.stack: t for t in trials if t.state == "complete"}
+        rows = []
+        for stack in candidates:
+            t = by_stack[stack]
+            rows.append({
+                "stack": stack, "speedup": t.speedup, "ci_low": None, "ci_high": None,
+                "significant": None, "verdict": None, "objective": t.objective,
+                "quality": dict(t.quality), "constraints": {}, "feasible": t.feasible,
+                "training_s": t.training_s, "break_even_images": None,
+                "measured": "cheap trial only",
+            })
+        feasible = [r for r in rows if r["feasible"] is not False]
+        best = min(feasible, key=lambda r: r["objective"]) if feasible else None
+        return rows, best, _front(rows, self._quality_objectives())
+
 
 def _front(rows: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
-    """Rows not dominated on (objective, each quality metric)."""
+    """Rows not dominated on (objective, each quality metric), by :mod:`reports.pareto`: a
+    row missing a metric (None or NaN) is worst, never on the front."""
     from bench.quality.base import METRICS
+    from reports.pareto import pareto_mask
 
-    def key(r: dict[str, Any]) -> list[float]:
-        out = [r["objective"]]
-        for m in metrics:
-            v = r["quality"].get(m)
-            v = -_WORST if v is None or (isinstance(v, float) and math.isnan(v)) else v
-            out.append(-v if METRICS[m].higher_is_better else v)  # everything: lower is better
-        return out
-
-    keys = [key(r) for r in rows]
-    front = []
-    for i, r in enumerate(rows):
-        dominated = any(all(a <= b for a, b in zip(keys[j], keys[i], strict=True)) and keys[j] != keys[i]
-                        for j in range(len(rows)) if j != i)
-        if not dominated:
-            front.append(r)
-    return sorted(front, key=lambda r: r["objective"])
+    if not rows:
+        return []
+    points = [[number(r["objective"]) if number(r["objective"]) is not None else math.nan,
+               *(number(r["quality"].get(m)) if number(r["quality"].get(m)) is not None else math.nan
+                 for m in metrics)] for r in rows]
+    mask = pareto_mask(points, [False, *(METRICS[m].higher_is_better for m in metrics)])
+    return sorted((r for r, on in zip(rows, mask, strict=True) if on), key=lambda r: r["objective"])
 
 
 def _state(name: str) -> Any:

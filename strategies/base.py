@@ -35,14 +35,18 @@ def param(
     high: float | None = None,
     choices: tuple[Any, ...] | None = None,
     search: bool = True,
+    below_model: str | None = None,
 ) -> Any:
     """A documented, range-checked config field (use as a dataclass field default).
 
     ``low``/``high`` or ``choices`` say what is allowed; ``accelbench tune`` searches every
     field within them unless ``search=False`` (a setup knob the search keeps at its default,
     such as a training's step count: each value would mean a new training).
+    ``below_model`` names a model attribute (``steps``) that a search for speed keeps the
+    field below: more denoising steps than the model's own can only be slower.
     """
-    metadata = {"help": help, "low": low, "high": high, "choices": choices, "search": search}
+    metadata = {"help": help, "low": low, "high": high, "choices": choices, "search": search,
+                "below_model": below_model}
     return field(default=default, metadata=metadata)
 
 

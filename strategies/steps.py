@@ -11,7 +11,7 @@ from strategies.base import Strategy, StrategyConfig, param
 class Config(StrategyConfig):
     """How many denoising steps to run instead of the model's default."""
 
-    n: int = param(10, "number of denoising steps", low=1, high=1000)
+    n: int = param(10, "number of denoising steps", low=1, high=1000, below_model="steps")
 
     always_show = ("n",)
 

@@ -97,3 +97,27 @@ def test_make_names_the_schedules():
     assert make("sequential").name == "sequential"
     with pytest.raises(ValueError, match="unknown schedule"):
         make("random")
+
+
+def test_a_hopeless_arm_is_pruned_after_a_round_and_the_run_ends():
+    """With ``prune_slower_than``, an arm beyond that multiple of the reference's median leaves
+    the schedule after the round that showed it, marked pruned; when no arm is left to compare
+    with, the run stops instead of timing the reference alone."""
+    calls: list = []
+    ref, ok, slow = ClockArm("R", calls), ClockArm("ok", calls, latency=0.015), ClockArm("slow", calls, latency=0.05)
+    told = []
+    hooks = Hooks(failed=lambda i, why: told.append((i, why)))
+    tr, tok, tslow = Interleaved().run([ref, ok, slow], _timing(min_iterations=8, max_iterations=8,
+                                                                prune_slower_than=3.0), hooks)
+    assert tslow.pruned and tslow.error.startswith("pruned: 5.00x slower") and len(tslow.latencies_s) == 1
+    assert told == [(2, tslow.error)]
+    assert not tok.pruned and len(tok.latencies_s) == 8 and len(tr.latencies_s) == 8
+    calls.clear()
+    tr, tslow = Interleaved().run([ClockArm("R", calls), ClockArm("slow", calls, latency=0.05)],
+                                  _timing(min_iterations=8, max_iterations=8, prune_slower_than=3.0))
+    assert tslow.pruned and len(tr.latencies_s) == 1  # stopped after the first round
+
+
+def test_pruning_needs_a_slowdown_factor():
+    with pytest.raises(ValueError, match="prune_slower_than must be > 1"):
+        TimingConfig(prune_slower_than=0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -191,3 +192,77 @@ def test_a_killed_tune_resumes_without_losing_finished_trials(tmp_path):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     ids = [r["sweep"]["job_id"] for r in records]
     assert len(ids) == len(set(ids)) and len(ids) >= jobs_before
+
+
+# -- the search keeps its promises: step bound, one Pareto front, pruning, the budget ---------
+def test_a_search_for_speed_keeps_the_step_count_below_the_models(digits_unet):
+    """The declared 1..1000 drew 652 steps for a 25-step model (0.04x, 11 minutes)."""
+    from bench import search_space
+
+    fast = search_space.derive(digits_unet, for_speed=True)
+    (n,) = [d for d in fast.dimensions["steps"] if d.name == "n"]
+    assert (n.low, n.high) == (1, digits_unet.steps - 1) and "steps.n" in fast.bounded
+    (free,) = [d for d in search_space.derive(digits_unet).dimensions["steps"] if d.name == "n"]
+    assert free.high == 1000
+
+
+def test_tunes_front_ranks_a_missing_metric_worst():
+    """A row whose FID is missing (None or NaN) is never on the front; before, it ranked best."""
+    from bench.tune import _front
+
+    def row(stack, objective, fid):
+        return {"stack": stack, "objective": objective, "quality": {"psnr": 30.0, "adherence": 1.0, "fid": fid}}
+
+    rows = [row("a", 0.3, 2.0), row("b", 0.2, math.nan), row("c", 0.25, None), row("d", 0.5, 1.5)]
+    front = _front(rows, ["psnr", "adherence", "fid"])
+    assert [r["stack"] for r in front] == ["a", "d"]
+
+
+def _tuner_with(tmp_path, budget_s, baseline_call_s, **kw):
+    from bench.tune import Tuner
+
+    tuner = Tuner(TuneConfig(model="digits-unet", budget_s=budget_s, out_dir=tmp_path,
+                             constraints=(Constraint.parse("adherence>=0.97"),), **kw))
+    tuner.baseline = {"timing": {"latencies_s": [baseline_call_s] * 6}}
+    tuner._batch_s = [30.0]
+    return tuner
+
+
+def test_the_final_measurement_shrinks_to_fit_what_is_left(tmp_path):
+    from bench.tune import MIN_FULL_ITERATIONS, Trial
+
+    trials = [Trial(1, "steps:n=5", "complete", speedup=5.0), Trial(2, "deepcache", "complete", speedup=2.0)]
+    roomy = _tuner_with(tmp_path, 3600, 1.0)
+    assert roomy._final_plan(["steps:n=5", "deepcache"], trials) == (["steps:n=5", "deepcache"], 10, 200)
+    tight = _tuner_with(tmp_path, 110, 1.0)
+    plan = tight._final_plan(["steps:n=5", "deepcache"], trials)
+    assert plan is not None
+    chosen, n, images = plan
+    assert images < 200 and n >= MIN_FULL_ITERATIONS
+    assert tight._final_s([5.0, 2.0][:len(chosen)], n, images) <= tight._left()
+    assert _tuner_with(tmp_path, 40, 1.0)._final_plan(["steps:n=5"], trials) is None
+
+
+def test_no_trial_is_started_that_would_leave_no_room_for_the_final(tmp_path):
+    tuner = _tuner_with(tmp_path, 120, 1.0)
+    assert not tuner._room_for_a_trial()  # 2 x 30 s of trial + the smallest final > 105 s
+    assert _tuner_with(tmp_path, 1800, 1.0)._room_for_a_trial()
+
+
+def test_a_pruned_trial_is_recorded_as_pruned_with_its_ratio(tmp_path):
+    from bench.tune import Tuner
+
+    tuner = Tuner(TuneConfig(model="digits-unet", out_dir=tmp_path, constraints=(Constraint.parse("adherence>=0.97"),)))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="t")
+    assert tuner._prune_limit(study) is None  # nothing measured yet: nothing to prune against
+    done = study.ask()
+    done.set_user_attr("speedup", 3.5)
+    study.tell(done, 0.28)
+    assert tuner._prune_limit(study) == 3.5
+    trial = study.ask()
+    record = {"status": "pruned", "error": "pruned: 5.00x slower than the reference after 1 round(s)",
+              "timing": {"latencies_s": [5.0]}, "reference": {"latencies_s": [1.0]}}
+    tuner._tell_pruned(study, trial, "steps:n=24", record)
+    (t,) = [t for t in study.get_trials() if t.number == trial.number]
+    assert t.state.name == "PRUNED" and t.intermediate_values == {1: 5.0}
+    assert t.user_attrs["reason"].startswith("pruned: 5.00x")
