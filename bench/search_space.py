@@ -86,6 +86,8 @@ class SearchSpace:
     fixed: dict[str, str] = field(default_factory=dict)
     #: ``strategy.field`` -> the range a search for speed keeps it in, and why.
     bounded: dict[str, str] = field(default_factory=dict)
+    #: The model's device: a proposal holding a strategy that cannot run there is refused.
+    device: str = "cpu"
 
     @property
     def strategies(self) -> list[str]:
@@ -150,8 +152,9 @@ def _below_model(dim: Dimension, f: dataclasses.Field, model: Any) -> tuple[Dime
         return None
     high = max(int(dim.low or 1), own - 1)
     log = dim.low is not None and dim.low > 0 and high / dim.low >= 100
-    why = (f"{dim.low:g}..{high} (below the model's own {own} {attr}: more can only be slower; "
-           f"declared {dim.low:g}..{dim.high:g})")
+    why = (f"{dim.low:g}..{high}: below the model's own {own} {attr} (a step count at or above "
+           f"it is no faster, an interval or warm-up that long leaves nothing to cache; declared "
+           f"{dim.low:g}..{dim.high:g})")
     return dataclasses.replace(dim, high=high, log=log), why
 
 
@@ -166,7 +169,7 @@ def derive(model: Any, *, allow_training: bool = False, only: Sequence[str] | No
     """
     from strategies.registry import get_strategy, names
 
-    space = SearchSpace()
+    space = SearchSpace(device=str(getattr(model, "device", "cpu")))
     wanted = list(only) if only else [n for n in names() if n != "baseline"]
     for name in wanted:
         cls = get_strategy(name)
@@ -222,9 +225,42 @@ def propose(trial: Any, space: SearchSpace) -> str:
         except StrategyError as exc:  # a combination of values the config itself refuses
             raise Incompatible(f"{name}: {exc}") from None
     try:
-        return StrategyStack.of(strategies).spec
+        stack = StrategyStack.of(strategies)
+        stack.check_device(space.device)  # a choice such as compile's reduce-overhead needs CUDA
     except StrategyError as exc:
         raise Incompatible(str(exc)) from None
+    return stack.spec
+
+
+def singles(space: SearchSpace) -> list[dict[str, Any]]:
+    """Trial parameters of every strategy of ``space`` alone at its defaults (for Optuna's
+    ``enqueue_trial``): its group or toggle on, every other off; then every pair a strategy
+    declares with ``screen_with`` (a scheduler with the step count), both at their defaults."""
+    from strategies.registry import get_strategy
+
+    names = [[n] for n in space.strategies]
+    names += [[n, other] for n in space.strategies for other in get_strategy(n).screen_with
+              if other in space.strategies]
+    return [_at_defaults(space, chosen) for chosen in names]
+
+
+def _at_defaults(space: SearchSpace, chosen: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {f"group.{g}": NONE for g in space.groups}
+    params.update({f"use.{t}": False for t in space.toggles})
+    for name in chosen:
+        group = next((g for g, members in space.groups.items() if name in members), None)
+        if group is not None:
+            params[f"group.{group}"] = name
+        else:
+            params[f"use.{name}"] = True
+        for d in space.dimensions.get(name, []):
+            value = d.default
+            if d.kind in ("int", "float") and value is not None:  # inside a bounded range
+                value = type(value)(min(max(value, d.low), d.high))
+            elif (d.kind == "categorical" and value not in d.choices) or value is None:
+                continue  # a default the search cannot name ("auto"): the sampler picks
+            params[d.key] = value
+    return params
 
 
 def size(space: SearchSpace) -> str:
@@ -235,4 +271,5 @@ def size(space: SearchSpace) -> str:
             f"{len(space.toggles)} on/off), {n_dims} parameters, {combos} combinations of strategies")
 
 
-__all__ = ["NONE", "Dimension", "Incompatible", "SearchSpace", "derive", "dimension", "propose", "size"]
+__all__ = ["NONE", "Dimension", "Incompatible", "SearchSpace", "derive", "dimension", "propose", "singles",
+           "size"]

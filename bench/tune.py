@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.formats import number, sanitize
+from bench.search_space import NONE
 
 OBJECTIVES = ("latency", "energy", "memory")
 #: Noise-floor standard deviations that make "within the band".
@@ -71,6 +72,8 @@ END_MARGIN_S = 15.0
 FINAL_SAFETY = 1.3
 #: Seconds of a run beyond its calls (loading the model, scoring, writing records).
 RUN_OVERHEAD_S = 25.0
+#: Quality images of the screening run (each strategy alone: guidance, not the answer).
+SCREEN_IMAGES = 64
 LOCK_FILE = ".tune.lock"
 TUNE_FILE = "tune.json"
 SCHEMA = "accelbench.tune/1"
@@ -177,7 +180,7 @@ class TuneConfig:
     max_trials: int | None = None
     promote: int = 3
     cheap_iterations: int = 6
-    cheap_quality_images: int = 64
+    cheap_quality_images: int = 200
     full_iterations: int = 10
     full_quality_images: int = 200
     seed: int = 0
@@ -306,10 +309,15 @@ class Tuner:
         if self.baseline.get("status") != "ok":
             raise TuneError(f"the baseline of {cfg.model} failed: {self.baseline.get('error')}")
         self._check_objective(self.baseline)
+        t0 = self._elapsed()
+        self._screen(study, space)
+        if self._elapsed() - t0 > 1:
+            self.log(f"screening took {(self._elapsed() - t0) / 60:.1f} min")
         while not self._enough(study) and self._room_for_a_trial():
             t0 = self._elapsed()
             self._batch(study, space)
             self._batch_s.append(self._elapsed() - t0)
+            self._trim(study)
         trials = self._trials(study)
         if not any(t.state == "complete" for t in trials):
             raise TuneError(
@@ -322,7 +330,7 @@ class Tuner:
         if plan is not None:
             rows, best, front = self._answer(self._full(*plan))
             measured = (f"in full: {plan[1]} interleaved rounds, {plan[2]} quality images"
-                        + ("" if plan[1:] == (cfg.full_iterations, cfg.full_quality_images)
+                        + ("" if plan[1:3] == (cfg.full_iterations, cfg.full_quality_images)
                            else " (shrunk to fit the budget)"))
         else:
             rows, best, front = self._cheap_answer(candidates, trials)
@@ -342,9 +350,11 @@ class Tuner:
         return self.config.budget_s - END_MARGIN_S - self._elapsed()
 
     def _trial_estimate(self) -> float:
-        """Seconds the next batch of trials is expected to take: the slowest batch so far
-        (the baseline's job counts once for its stack too), pruning caps the hopeless ones."""
-        return max(self._batch_s[1:] or [2 * self._batch_s[0]])
+        """Seconds the next batch of trials is expected to take: the median batch so far (the
+        baseline's job, twice, before any). A slower one cannot eat the final measurement:
+        its job is cut at what is left after the smallest final (see :meth:`_measure`)."""
+        done = sorted(self._batch_s[1:]) or [2 * self._batch_s[0]]
+        return done[len(done) // 2]
 
     def _room_for_a_trial(self) -> bool:
         return self._trial_estimate() + self._smallest_final_s() <= self._left()
@@ -361,12 +371,15 @@ class Tuner:
     def _final_s(self, speedups: Sequence[float], n: int, images: int) -> float:
         """Estimated seconds of a final run of the baseline and stacks of ``speedups``."""
         cfg = self.config
-        calls_per_arm = WARMUP + n + 1 + math.ceil(images / cfg.batch_size)  # +1: memory call
-        arms = [1.0, *(max(s, 1e-3) for s in speedups)]
-        calls = sum(calls_per_arm / s for s in arms)
+        timed = WARMUP + n + 1  # +1: the memory call
+        quality = math.ceil(images / cfg.batch_size)
+        calls = sum((timed + quality) / max(s, 1e-3) for s in speedups)
+        # the baseline's images at the trials' count are cached by its own job
+        calls += timed + (0 if images == cfg.cheap_quality_images else quality)
         return FINAL_SAFETY * (RUN_OVERHEAD_S + calls * self._baseline_call_s())
 
-    def _final_plan(self, candidates: list[str], trials: list[Trial]) -> tuple[list[str], int, int] | None:
+    def _final_plan(self, candidates: list[str], trials: list[Trial]
+                    ) -> tuple[list[str], int, int, list[float]] | None:
         """(candidates, rounds, quality images) of the largest final run that fits what is
         left of the budget: quality images shrink first (to the trials' count), then rounds
         (to :data:`MIN_FULL_ITERATIONS`), then candidates from the last; None if none fits."""
@@ -382,10 +395,10 @@ class Tuner:
             speedups = [speed.get(c, 1.0) for c in chosen]
             for images in images_steps:
                 if self._final_s(speedups, n_full, images) <= left:
-                    return chosen, n_full, images
+                    return chosen, n_full, images, speedups
             for n in range(n_full - 1, MIN_FULL_ITERATIONS - 1, -1):
                 if self._final_s(speedups, n, cfg.cheap_quality_images) <= left:
-                    return chosen, n, cfg.cheap_quality_images
+                    return chosen, n, cfg.cheap_quality_images, speedups
         return None
 
     def _enough(self, study: Any) -> bool:
@@ -401,7 +414,9 @@ class Tuner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = cfg.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
         if cfg.constraints:
-            sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=8)
+            # group: a strategy's parameters exist only when it is on (a conditional space)
+            sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=8, multivariate=True,
+                                                 group=True)
             directions = ["minimize"]
         else:
             sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=16)
@@ -445,6 +460,12 @@ class Tuner:
             return
         limit = self._prune_limit(study)
         records = self._measure([s for _, s in asked], prune_slower_than=limit)
+        self._tell_all(study, asked, records)
+
+    def _tell_all(self, study: Any, asked: list[tuple[Any, str]], records: dict[str, dict[str, Any]],
+                  baseline: dict[str, Any] | None = None) -> None:
+        """Tell Optuna how each asked trial went, from its record (constraints judged against
+        ``baseline``, the tune's own by default)."""
         for trial, spec in asked:
             record = records.get(spec)
             if record is not None and record.get("status") == "pruned":
@@ -456,7 +477,7 @@ class Tuner:
                 study.tell(trial, state=_state("FAIL"))
                 self.log(f"trial {trial.number}: {spec}: {(record or {}).get('status', 'failed')}: {str(why)[:120]}")
                 continue
-            values, constraints, summary = self._evaluate(record)
+            values, constraints, summary = self._evaluate(record, baseline)
             trial.set_user_attr("constraints", constraints)
             for c, v in zip(self.config.constraints, constraints, strict=True):
                 trial.set_constraint(c.text, v)  # the sampler's constraint handling reads these
@@ -466,6 +487,143 @@ class Tuner:
             feasible = all(c <= 0 for c in constraints)
             self.log(f"trial {trial.number}: {spec}: {summary['speedup'] or 0:.2f}x"
                      + ("" if not constraints else (", feasible" if feasible else ", infeasible")))
+
+    def _screen(self, study: Any, space: Any) -> None:
+        """A new study's first batch: every strategy of the space alone, at its defaults,
+        measured together with the baseline in one cheap interleaved run in this process
+        (one model load, one baseline for all). Each is a trial of the study, so the sampler
+        starts from what every technique buys on this model instead of from random stacks;
+        the per-technique figures are the tune folder's ``screen/`` run. Skipped when the
+        study already has trials, when trials run elsewhere (Ray), or when it would not leave
+        room for the final measurement."""
+        from bench import search_space
+        from bench.config import RunConfig, TimingConfig
+        from bench.engine import Engine
+
+        cfg = self.config
+        if cfg.executor != "local" or study.get_trials(deepcopy=False):
+            return
+        singles = search_space.singles(space)
+        images = min(SCREEN_IMAGES, cfg.cheap_quality_images)
+        estimate = self._final_s([1.0] * len(singles), cfg.cheap_iterations, images)
+        if estimate + self._smallest_final_s() > self._left():
+            self.log(f"screening skipped: {len(singles)} strategies alone would take about "
+                     f"{estimate / 60:.1f} min of the {self._left() / 60:.1f} left")
+            return
+        asked: list[tuple[Any, str]] = []
+        for params in singles:
+            study.enqueue_trial(params)
+            trial = study.ask()
+            try:
+                spec = search_space.propose(trial, space)
+            except search_space.Incompatible as exc:
+                trial.set_user_attr("reason", str(exc))
+                study.tell(trial, state=_state("PRUNED"))
+                continue
+            trial.set_user_attr("stack", spec)
+            trial.set_user_attr("screening", True)
+            asked.append((trial, spec))
+        if not asked:
+            return
+        self.log(f"screening {len(asked)} strategies alone, interleaved with the baseline in one run "
+                 f"(about {estimate / 60:.1f} min at most)")
+        config = RunConfig(
+            model=cfg.model, strategies=("baseline", *(spec for _, spec in asked)), device=cfg.device,
+            batch_size=cfg.batch_size,
+            timing=TimingConfig(warmup=WARMUP, min_iterations=cfg.cheap_iterations, min_seconds=0,
+                                max_iterations=cfg.cheap_iterations, prune_slower_than=MIN_PRUNE_SLOWDOWN * 2),
+            quality_images=images, out_dir=self.out / "screen", threads=cfg.threads,
+            schedule="interleaved", count_flops=False,
+        )
+        records = Engine(config, log=None, show_progress=False).run().records
+        by_spec = {r["strategy"]: r for r in records}
+        base = by_spec.get("baseline")
+        self._tell_all(study, asked, by_spec, baseline=base)
+        combined = self._combination(study, base)
+        if combined:
+            study.enqueue_trial(combined, user_attrs={"combination": True,
+                                                      "combination_units": [list(u) for u in self._units]})
+
+    def _combination(self, study: Any, base: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The next trial after the screening: every screened unit (a strategy alone, or a
+        declared pair such as a scheduler with the step count) that met the constraints and
+        was faster (its paired speedup called faster), together: a forward combination, which
+        the sampler then searches around. Units sharing a strategy or an exclusive group keep
+        the faster, a pair winning over its member when within 5% of its speed and losing
+        less quality. The units are remembered, lossiest first, for :meth:`_trim`."""
+        if base is None:
+            return None
+        base_q = {k: number(v) for k, v in (base.get("quality") or {}).items()}
+        units = []
+        for t in study.get_trials(deepcopy=False):
+            if t.state.name != "COMPLETE" or not t.user_attrs.get("screening"):
+                continue
+            if t.user_attrs.get("verdict") != "faster" or any(v > 0 for v in t.user_attrs.get("constraints") or []):
+                continue
+            slots = tuple(k for k, v in t.params.items() if k.startswith(("group.", "use.")) and v not in (NONE, False))
+            units.append((slots, t.user_attrs.get("speedup") or 0.0,
+                          self._loss(base_q, base, t.user_attrs.get("quality") or {}), t.params))
+        chosen: list[tuple[tuple[str, ...], float, float, dict[str, Any]]] = []
+        for unit in sorted(units, key=lambda u: -u[1]):
+            clash = [c for c in chosen if set(c[0]) & set(unit[0])]
+            if not clash:
+                chosen.append(unit)
+            elif len(unit[0]) > 1 and all(unit[1] >= 0.95 * c[1] and unit[2] < c[2] for c in clash):
+                chosen = [c for c in chosen if c not in clash] + [unit]
+        if len(chosen) < 2:
+            return None
+        self._units = {u[0]: u[3] for u in chosen}
+        self._lossy = [u[0] for u in sorted(chosen, key=lambda u: -u[2]) if u[2] > 0]
+        self.log("next: the strategies that helped alone, together: " + self._units_text(list(self._units)))
+        return self._combined(list(self._units))
+
+    def _combined(self, units: list[tuple[str, ...]]) -> dict[str, Any]:
+        """Trial parameters of the screened ``units`` together, every other strategy off."""
+        params: dict[str, Any] = {}
+        for unit in units:
+            for k, v in self._units[unit].items():
+                if k.startswith(("group.", "use.")) and v in (NONE, False):
+                    params.setdefault(k, v)
+                elif k.startswith(("group.", "use.")) and k not in unit:
+                    params.setdefault(k, NONE if k.startswith("group.") else False)
+                else:
+                    params[k] = v
+        return params
+
+    def _units_text(self, units: list[tuple[str, ...]]) -> str:
+        return ", ".join(sorted("+".join(str(self._units[u][s]) if s.startswith("group.") else s[4:]
+                                         for s in u) for u in units))
+
+    def _loss(self, base_q: dict[str, float | None], base: dict[str, Any], quality: dict[str, Any]) -> float:
+        """How much quality a stack lost against the baseline, as a share of each constraint's
+        room (its bound's distance from the baseline's value); the largest over constraints."""
+        worst = 0.0
+        for c in self.config.constraints:
+            b, v, bound = base_q.get(c.metric), number(quality.get(c.metric)), c.bound(base)
+            if b is None or v is None or bound is None or bound == b:
+                continue
+            worst = max(worst, (v - b) / abs(bound - b) * (1 if c.op == "<=" else -1))
+        return worst
+
+    def _trim(self, study: Any) -> None:
+        """After the combination (or a trimmed one) missed a constraint: the same without its
+        lossiest remaining unit, while some remain (a backward elimination)."""
+        combos = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("combination")]
+        lossy = getattr(self, "_lossy", [])
+        if not combos or not lossy or combos[-1].state.name not in ("COMPLETE", "FAIL", "PRUNED"):
+            return
+        last = combos[-1]
+        if last.state.name == "COMPLETE" and all(v <= 0 for v in last.user_attrs.get("constraints") or [1]):
+            self._lossy = []
+            return
+        kept = [u for u in map(tuple, last.user_attrs["combination_units"]) if u != lossy[0]]
+        self._lossy = lossy[1:]
+        if len(kept) < 2:
+            return
+        self.log(f"next: the combination without {self._units_text([lossy[0]])} "
+                 f"(the lossiest alone): {self._units_text(kept)}")
+        study.enqueue_trial(self._combined(kept), user_attrs={"combination": True,
+                                                             "combination_units": [list(u) for u in kept]})
 
     def _prune_limit(self, study: Any) -> float | None:
         """The slowdown beyond which a trial is stopped: the best speedup found so far, at
@@ -519,7 +677,8 @@ class Tuner:
         result = driver.run_plan(plan, executor)
         return {job.strategy: result.records[job.id] for job in plan.jobs if job.id in result.records}
 
-    def _evaluate(self, record: dict[str, Any]) -> tuple[list[float], list[float], dict[str, Any]]:
+    def _evaluate(self, record: dict[str, Any], baseline: dict[str, Any] | None = None
+                  ) -> tuple[list[float], list[float], dict[str, Any]]:
         """The trial's objective values, constraint violations and a summary for the table."""
         stats = record.get("stats") or {}
         sp = number((stats.get("speedup") or {}).get("ratio")) if record["strategy"] != "baseline" else 1.0
@@ -533,9 +692,11 @@ class Tuner:
                 v = quality.get(m)
                 bad = -_WORST if METRICS[m].higher_is_better else _WORST
                 values.append(bad if v is None or not math.isfinite(v) else v)
-        constraints = [c.violation(quality.get(c.metric), c.bound(self.baseline)) for c in self.config.constraints]
+        base = baseline or self.baseline
+        constraints = [c.violation(quality.get(c.metric), c.bound(base)) for c in self.config.constraints]
         cold = record.get("cold") or {}
-        summary = {"speedup": sp, "quality": {k: v for k, v in quality.items() if v is not None},
+        summary = {"speedup": sp, "verdict": (stats.get("speedup") or {}).get("verdict"),
+                   "quality": {k: v for k, v in quality.items() if v is not None},
                    "training_s": number(cold.get("training_s")),
                    "job_id": (record.get("sweep") or {}).get("job_id")}
         return values, constraints, summary
@@ -581,15 +742,15 @@ class Tuner:
         limit = self.config.promote if self.config.constraints else 2 * self.config.promote
         return out[:limit]
 
-    def _full(self, candidates: list[str], n: int, images: int) -> list[dict[str, Any]]:
+    def _full(self, candidates: list[str], n: int, images: int, speedups: list[float]) -> list[dict[str, Any]]:
         """The candidates and the baseline in one interleaved engine run of ``n`` rounds and
-        ``images`` quality images."""
+        ``images`` quality images (``speedups``: the trials', for the time estimate)."""
         from bench.config import RunConfig, TimingConfig
         from bench.engine import Engine
 
         cfg = self.config
         self.log(f"full measurement of {len(candidates)} candidate(s), interleaved, {n} rounds, "
-                 f"{images} quality images (about {self._final_s([1.0] * len(candidates), n, images) / 60:.1f} "
+                 f"{images} quality images (about {self._final_s(speedups, n, images) / 60:.1f} "
                  f"min at most; {self._left() / 60:.1f} min left): {', '.join(candidates)}")
         config = RunConfig(
             model=cfg.model, strategies=("baseline", *candidates), device=cfg.device,

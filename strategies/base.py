@@ -43,7 +43,8 @@ def param(
     field within them unless ``search=False`` (a setup knob the search keeps at its default,
     such as a training's step count: each value would mean a new training).
     ``below_model`` names a model attribute (``steps``) that a search for speed keeps the
-    field below: more denoising steps than the model's own can only be slower.
+    field below: more denoising steps than the model's own can only be slower, and a cache
+    interval or warm-up as long as the whole run leaves nothing to cache or refresh.
     """
     metadata = {"help": help, "low": low, "high": high, "choices": choices, "search": search,
                 "below_model": below_model}
@@ -197,6 +198,9 @@ class Strategy(ABC):
             engine checks it, and counts ``rewrites`` in its memory estimate.
         adds_networks: True for strategies that bring networks of their own besides the
             model's (a draft model, a trained student), whose weights the stack then holds.
+        screen_with: strategies whose worth shows only together with these (a scheduler
+            keeps quality at fewer steps and buys nothing alone): ``accelbench tune``
+            screens the pair as well as each alone.
     """
 
     name: ClassVar[str]
@@ -208,6 +212,7 @@ class Strategy(ABC):
     depends_on_activations: ClassVar[bool] = False
     rewrites: ClassVar[tuple[str, ...]] = ()
     adds_networks: ClassVar[bool] = False
+    screen_with: ClassVar[tuple[str, ...]] = ()
 
     # Stage constants, so modules agree on the order.
     STAGE_ARCHITECTURE: ClassVar[int] = 10

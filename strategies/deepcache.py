@@ -41,7 +41,8 @@ _HOOK_LAYER = "accelbench_deepcache_layer"
 class Config(StrategyConfig):
     """When to refresh and where to cut."""
 
-    interval: int = param(3, "run the full UNet every `interval` steps (1: never reuse)", low=1, high=1000)
+    interval: int = param(3, "run the full UNet every `interval` steps (1: never reuse)", low=1, high=1000,
+                          below_model="steps")
     branch: int = param(
         0, "skip connection of the shallow branch (0: the input convolution's; higher: deeper)", low=0
     )

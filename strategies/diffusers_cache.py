@@ -365,8 +365,8 @@ class TaylorSeerConfig(StrategyConfig):
     and a third of the prompt adherence; interval 3 computes 11 and keeps 34 dB.
     """
 
-    interval: int = param(3, "steps between full computations", low=1, high=1000)
-    warmup: int = param(3, "full steps before predicting starts", low=0, high=1000)
+    interval: int = param(3, "steps between full computations", low=1, high=1000, below_model="steps")
+    warmup: int = param(3, "full steps before predicting starts", low=0, high=1000, below_model="steps")
     order: int = param(1, "order of the Taylor expansion", low=0, high=4)
     targets: str = param(
         "attn",

@@ -151,6 +151,7 @@ class Scheduler(Strategy):
     Config = Config
     stage = Strategy.STAGE_SAMPLING
     exclusive_group = "scheduler"
+    screen_with = ("steps",)  # a solver's worth is quality at fewer steps
 
     def supports(self, model) -> str | None:
         if model.pipe is None or not hasattr(model.pipe, "scheduler"):

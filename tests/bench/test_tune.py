@@ -233,11 +233,11 @@ def test_the_final_measurement_shrinks_to_fit_what_is_left(tmp_path):
 
     trials = [Trial(1, "steps:n=5", "complete", speedup=5.0), Trial(2, "deepcache", "complete", speedup=2.0)]
     roomy = _tuner_with(tmp_path, 3600, 1.0)
-    assert roomy._final_plan(["steps:n=5", "deepcache"], trials) == (["steps:n=5", "deepcache"], 10, 200)
-    tight = _tuner_with(tmp_path, 110, 1.0)
+    assert roomy._final_plan(["steps:n=5", "deepcache"], trials)[:3] == (["steps:n=5", "deepcache"], 10, 200)
+    tight = _tuner_with(tmp_path, 110, 1.0, cheap_quality_images=64)
     plan = tight._final_plan(["steps:n=5", "deepcache"], trials)
     assert plan is not None
-    chosen, n, images = plan
+    chosen, n, images, _ = plan
     assert images < 200 and n >= MIN_FULL_ITERATIONS
     assert tight._final_s([5.0, 2.0][:len(chosen)], n, images) <= tight._left()
     assert _tuner_with(tmp_path, 40, 1.0)._final_plan(["steps:n=5"], trials) is None
@@ -266,3 +266,75 @@ def test_a_pruned_trial_is_recorded_as_pruned_with_its_ratio(tmp_path):
     (t,) = [t for t in study.get_trials() if t.number == trial.number]
     assert t.state.name == "PRUNED" and t.intermediate_values == {1: 5.0}
     assert t.user_attrs["reason"].startswith("pruned: 5.00x")
+
+
+def test_screening_puts_every_strategy_alone_at_its_defaults(space):
+    from bench import search_space
+
+    singles = search_space.singles(space)
+    assert len(singles) == len(space.strategies) + 1  # and the scheduler with the step count
+    study = optuna.create_study()
+    specs = []
+    for params in singles:
+        study.enqueue_trial(params)
+        trial = study.ask()
+        try:
+            specs.append(search_space.propose(trial, space))
+        except search_space.Incompatible:  # a default the sampler had to fill in, refused
+            continue
+        for key, value in params.items():  # at its defaults, where nameable
+            if "." in key and not key.startswith(("group.", "use.")):
+                assert trial.params[key] == value
+    assert len(specs) >= len(singles) - 2
+    assert [s for s in specs if "+" in s] == ["scheduler:name=dpm-solver+steps:n=10"]  # the declared pair
+
+
+def test_the_combination_takes_the_units_that_helped_and_trims_the_lossiest(tmp_path):
+    """After the screening: the faster feasible units together (a declared pair over its
+    member when as fast and less lossy); when that misses a constraint, the same without
+    the lossiest unit."""
+    from bench.tune import Tuner
+
+    tuner = Tuner(TuneConfig(model="digits-unet", out_dir=tmp_path,
+                             constraints=(Constraint.parse("fid<=floor"),)))
+    base = {"quality": {"fid": 3.0}, "quality_noise_floor": {"fid": {"std": 0.25}}}  # bound 3.5
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="c")
+    off = {"group.cache": "none", "group.steps": "none", "group.sched": "none", "use.cl": False}
+
+    choices = {"group.cache": ["none", "deepcache"], "group.steps": ["none", "steps"],
+               "group.sched": ["none", "scheduler"], "use.cl": [False, True]}
+
+    def ask(params):
+        study.enqueue_trial(params)
+        trial = study.ask()
+        for k in params:
+            trial.suggest_categorical(k, choices[k])
+        return trial
+
+    def screened(on, speedup, fid, verdict="faster"):
+        trial = ask({**off, **on})
+        trial.set_user_attr("screening", True)
+        trial.set_user_attr("speedup", speedup)
+        trial.set_user_attr("verdict", verdict)
+        trial.set_user_attr("quality", {"fid": fid})
+        trial.set_user_attr("constraints", [fid - 3.5])
+        study.tell(trial, 1 / speedup)
+
+    screened({"group.cache": "deepcache"}, 2.2, 3.3)
+    screened({"group.steps": "steps"}, 2.4, 3.2)
+    screened({"group.sched": "scheduler", "group.steps": "steps"}, 2.35, 3.0)
+    screened({"use.cl": True}, 1.05, 3.0)
+    screened({"group.sched": "scheduler"}, 0.99, 2.9, verdict="inconclusive")
+    params = tuner._combination(study, base)
+    assert params == {"group.cache": "deepcache", "group.steps": "steps", "group.sched": "scheduler",
+                      "use.cl": True}
+    trial = ask(params)
+    trial.set_user_attr("combination", True)
+    trial.set_user_attr("combination_units", [list(u) for u in tuner._units])
+    trial.set_user_attr("constraints", [0.4])  # missed the FID bound
+    study.tell(trial, 0.1)
+    tuner._trim(study)
+    nxt = study.ask()
+    assert nxt.user_attrs["combination"]
+    assert {k: nxt.suggest_categorical(k, choices[k]) for k in params} == {**params, "group.cache": "none"}
+    # deepcache, the lossiest alone, is left out
