@@ -26,7 +26,6 @@ import torch
 from bench.cache import cache_dir
 from bench.models.base import ReferenceModel
 
-
 #: The libraries whose versions key the images besides accelbench itself.
 LIBRARIES = ("torch", "diffusers", "transformers")
 #: The packages whose sources are hashed into the key (everything a pipeline's call runs).

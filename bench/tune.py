@@ -54,26 +54,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.formats import number, sanitize
-from bench.search_space import NONE
+from bench.tune_budget import WARMUP, Budget
+from bench.tune_screening import Screening, state
 
 OBJECTIVES = ("latency", "energy", "memory")
 #: Noise-floor standard deviations that make "within the band".
 FLOOR_SIGMAS = 2.0
-#: The fewest timed rounds of the final measurement (the paired interval needs 6).
-MIN_FULL_ITERATIONS = 6
-#: Warm-up calls per stack, cheap and full (the protocol's 2).
-WARMUP = 2
 #: A trial is pruned only beyond this slowdown, whatever the best speedup so far: one
 #: round's ratio is noisy.
 MIN_PRUNE_SLOWDOWN = 2.0
-#: Seconds kept free at the end of the budget (the process's start and the answer's write).
-END_MARGIN_S = 15.0
-#: The final measurement's estimate is multiplied by this before it is trusted to fit.
-FINAL_SAFETY = 1.3
-#: Seconds of a run beyond its calls (loading the model, scoring, writing records).
-RUN_OVERHEAD_S = 25.0
-#: Quality images of the screening run (each strategy alone: guidance, not the answer).
-SCREEN_IMAGES = 64
 LOCK_FILE = ".tune.lock"
 TUNE_FILE = "tune.json"
 SCHEMA = "accelbench.tune/1"
@@ -260,7 +249,7 @@ def parse_budget(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-class Tuner:
+class Tuner(Budget, Screening):
     """Runs one :class:`TuneConfig` (see the module docstring)."""
 
     def __init__(self, config: TuneConfig, log: Callable[[str], None] | None = None) -> None:
@@ -302,7 +291,7 @@ class Tuner:
         study = self._study()
         for t in study.get_trials(deepcopy=False):
             if t.state.name == "RUNNING":  # cut short by a kill: its job may be done; ask again
-                study.tell(t.number, state=_state("FAIL"))
+                study.tell(t.number, state=state("FAIL"))
         t0 = self._elapsed()
         self.baseline = self._measure(["baseline"])["baseline"]
         self._batch_s = [self._elapsed() - t0]
@@ -341,65 +330,6 @@ class Tuner:
                             measured=measured)
         (self.out / TUNE_FILE).write_text(json.dumps(result.as_dict(), indent=1) + "\n", encoding="utf-8")
         return result
-
-    def _elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def _left(self) -> float:
-        """Seconds of the budget still free (the end margin kept)."""
-        return self.config.budget_s - END_MARGIN_S - self._elapsed()
-
-    def _trial_estimate(self) -> float:
-        """Seconds the next batch of trials is expected to take: the median batch so far (the
-        baseline's job, twice, before any). A slower one cannot eat the final measurement:
-        its job is cut at what is left after the smallest final (see :meth:`_measure`)."""
-        done = sorted(self._batch_s[1:]) or [2 * self._batch_s[0]]
-        return done[len(done) // 2]
-
-    def _room_for_a_trial(self) -> bool:
-        return self._trial_estimate() + self._smallest_final_s() <= self._left()
-
-    def _baseline_call_s(self) -> float:
-        lat = (self.baseline or {}).get("timing", {}).get("latencies_s") or [1.0]
-        return sorted(lat)[len(lat) // 2]
-
-    def _smallest_final_s(self) -> float:
-        """The final measurement at its smallest: the baseline and one candidate as fast as
-        the baseline, the fewest rounds, the trials' quality images."""
-        return self._final_s([1.0], MIN_FULL_ITERATIONS, self.config.cheap_quality_images)
-
-    def _final_s(self, speedups: Sequence[float], n: int, images: int) -> float:
-        """Estimated seconds of a final run of the baseline and stacks of ``speedups``."""
-        cfg = self.config
-        timed = WARMUP + n + 1  # +1: the memory call
-        quality = math.ceil(images / cfg.batch_size)
-        calls = sum((timed + quality) / max(s, 1e-3) for s in speedups)
-        # the baseline's images at the trials' count are cached by its own job
-        calls += timed + (0 if images == cfg.cheap_quality_images else quality)
-        return FINAL_SAFETY * (RUN_OVERHEAD_S + calls * self._baseline_call_s())
-
-    def _final_plan(self, candidates: list[str], trials: list[Trial]
-                    ) -> tuple[list[str], int, int, list[float]] | None:
-        """(candidates, rounds, quality images) of the largest final run that fits what is
-        left of the budget: quality images shrink first (to the trials' count), then rounds
-        (to :data:`MIN_FULL_ITERATIONS`), then candidates from the last; None if none fits."""
-        cfg = self.config
-        speed = {t.stack: t.speedup or 1.0 for t in trials if t.state == "complete"}
-        left = self._left()
-        n_full = max(cfg.full_iterations, MIN_FULL_ITERATIONS)
-        images_steps = sorted({cfg.full_quality_images, cfg.cheap_quality_images,
-                               *range(cfg.cheap_quality_images, cfg.full_quality_images, 32)},
-                              reverse=True)
-        for k in range(len(candidates), 0, -1):
-            chosen = candidates[:k]
-            speedups = [speed.get(c, 1.0) for c in chosen]
-            for images in images_steps:
-                if self._final_s(speedups, n_full, images) <= left:
-                    return chosen, n_full, images, speedups
-            for n in range(n_full - 1, MIN_FULL_ITERATIONS - 1, -1):
-                if self._final_s(speedups, n, cfg.cheap_quality_images) <= left:
-                    return chosen, n, cfg.cheap_quality_images, speedups
-        return None
 
     def _enough(self, study: Any) -> bool:
         if self.config.max_trials is None:
@@ -441,21 +371,26 @@ class Tuner:
             raise TuneError(f"--objective energy: energy cannot be measured here ({why}); "
                             "use --objective latency or memory")
 
-    def _batch(self, study: Any, space: Any) -> None:
+    def _ask(self, study: Any, space: Any, **attrs: Any) -> tuple[Any, str] | None:
+        """A new trial and its stack spec; None (the trial closed as ``PRUNED`` with the
+        reason) when its proposal cannot be stacked or run on the device."""
         from bench import search_space
 
-        asked: list[tuple[Any, str]] = []
-        for _ in range(self.config.workers):
-            trial = study.ask()
-            try:
-                spec = search_space.propose(trial, space)
-            except search_space.Incompatible as exc:
-                trial.set_user_attr("reason", str(exc))
-                study.tell(trial, state=_state("PRUNED"))
-                self.log(f"trial {trial.number}: rejected before measuring: {exc}")
-                continue
-            trial.set_user_attr("stack", spec)
-            asked.append((trial, spec))
+        trial = study.ask()
+        try:
+            spec = search_space.propose(trial, space)
+        except search_space.Incompatible as exc:
+            trial.set_user_attr("reason", str(exc))
+            study.tell(trial, state=state("PRUNED"))
+            self.log(f"trial {trial.number}: rejected before measuring: {exc}")
+            return None
+        trial.set_user_attr("stack", spec)
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        return trial, spec
+
+    def _batch(self, study: Any, space: Any) -> None:
+        asked = [a for a in (self._ask(study, space) for _ in range(self.config.workers)) if a]
         if not asked:
             return
         limit = self._prune_limit(study)
@@ -474,7 +409,7 @@ class Tuner:
             if record is None or record.get("status") != "ok":
                 why = (record or {}).get("error") or "no record"
                 trial.set_user_attr("reason", str(why)[:500])
-                study.tell(trial, state=_state("FAIL"))
+                study.tell(trial, state=state("FAIL"))
                 self.log(f"trial {trial.number}: {spec}: {(record or {}).get('status', 'failed')}: {str(why)[:120]}")
                 continue
             values, constraints, summary = self._evaluate(record, baseline)
@@ -487,143 +422,6 @@ class Tuner:
             feasible = all(c <= 0 for c in constraints)
             self.log(f"trial {trial.number}: {spec}: {summary['speedup'] or 0:.2f}x"
                      + ("" if not constraints else (", feasible" if feasible else ", infeasible")))
-
-    def _screen(self, study: Any, space: Any) -> None:
-        """A new study's first batch: every strategy of the space alone, at its defaults,
-        measured together with the baseline in one cheap interleaved run in this process
-        (one model load, one baseline for all). Each is a trial of the study, so the sampler
-        starts from what every technique buys on this model instead of from random stacks;
-        the per-technique figures are the tune folder's ``screen/`` run. Skipped when the
-        study already has trials, when trials run elsewhere (Ray), or when it would not leave
-        room for the final measurement."""
-        from bench import search_space
-        from bench.config import RunConfig, TimingConfig
-        from bench.engine import Engine
-
-        cfg = self.config
-        if cfg.executor != "local" or study.get_trials(deepcopy=False):
-            return
-        singles = search_space.singles(space)
-        images = min(SCREEN_IMAGES, cfg.cheap_quality_images)
-        estimate = self._final_s([1.0] * len(singles), cfg.cheap_iterations, images)
-        if estimate + self._smallest_final_s() > self._left():
-            self.log(f"screening skipped: {len(singles)} strategies alone would take about "
-                     f"{estimate / 60:.1f} min of the {self._left() / 60:.1f} left")
-            return
-        asked: list[tuple[Any, str]] = []
-        for params in singles:
-            study.enqueue_trial(params)
-            trial = study.ask()
-            try:
-                spec = search_space.propose(trial, space)
-            except search_space.Incompatible as exc:
-                trial.set_user_attr("reason", str(exc))
-                study.tell(trial, state=_state("PRUNED"))
-                continue
-            trial.set_user_attr("stack", spec)
-            trial.set_user_attr("screening", True)
-            asked.append((trial, spec))
-        if not asked:
-            return
-        self.log(f"screening {len(asked)} strategies alone, interleaved with the baseline in one run "
-                 f"(about {estimate / 60:.1f} min at most)")
-        config = RunConfig(
-            model=cfg.model, strategies=("baseline", *(spec for _, spec in asked)), device=cfg.device,
-            batch_size=cfg.batch_size,
-            timing=TimingConfig(warmup=WARMUP, min_iterations=cfg.cheap_iterations, min_seconds=0,
-                                max_iterations=cfg.cheap_iterations, prune_slower_than=MIN_PRUNE_SLOWDOWN * 2),
-            quality_images=images, out_dir=self.out / "screen", threads=cfg.threads,
-            schedule="interleaved", count_flops=False,
-        )
-        records = Engine(config, log=None, show_progress=False).run().records
-        by_spec = {r["strategy"]: r for r in records}
-        base = by_spec.get("baseline")
-        self._tell_all(study, asked, by_spec, baseline=base)
-        combined = self._combination(study, base)
-        if combined:
-            study.enqueue_trial(combined, user_attrs={"combination": True,
-                                                      "combination_units": [list(u) for u in self._units]})
-
-    def _combination(self, study: Any, base: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The next trial after the screening: every screened unit (a strategy alone, or a
-        declared pair such as a scheduler with the step count) that met the constraints and
-        was faster (its paired speedup called faster), together: a forward combination, which
-        the sampler then searches around. Units sharing a strategy or an exclusive group keep
-        the faster, a pair winning over its member when within 5% of its speed and losing
-        less quality. The units are remembered, lossiest first, for :meth:`_trim`."""
-        if base is None:
-            return None
-        base_q = {k: number(v) for k, v in (base.get("quality") or {}).items()}
-        units = []
-        for t in study.get_trials(deepcopy=False):
-            if t.state.name != "COMPLETE" or not t.user_attrs.get("screening"):
-                continue
-            if t.user_attrs.get("verdict") != "faster" or any(v > 0 for v in t.user_attrs.get("constraints") or []):
-                continue
-            slots = tuple(k for k, v in t.params.items() if k.startswith(("group.", "use.")) and v not in (NONE, False))
-            units.append((slots, t.user_attrs.get("speedup") or 0.0,
-                          self._loss(base_q, base, t.user_attrs.get("quality") or {}), t.params))
-        chosen: list[tuple[tuple[str, ...], float, float, dict[str, Any]]] = []
-        for unit in sorted(units, key=lambda u: -u[1]):
-            clash = [c for c in chosen if set(c[0]) & set(unit[0])]
-            if not clash:
-                chosen.append(unit)
-            elif len(unit[0]) > 1 and all(unit[1] >= 0.95 * c[1] and unit[2] < c[2] for c in clash):
-                chosen = [c for c in chosen if c not in clash] + [unit]
-        if len(chosen) < 2:
-            return None
-        self._units = {u[0]: u[3] for u in chosen}
-        self._lossy = [u[0] for u in sorted(chosen, key=lambda u: -u[2]) if u[2] > 0]
-        self.log("next: the strategies that helped alone, together: " + self._units_text(list(self._units)))
-        return self._combined(list(self._units))
-
-    def _combined(self, units: list[tuple[str, ...]]) -> dict[str, Any]:
-        """Trial parameters of the screened ``units`` together, every other strategy off."""
-        params: dict[str, Any] = {}
-        for unit in units:
-            for k, v in self._units[unit].items():
-                if k.startswith(("group.", "use.")) and v in (NONE, False):
-                    params.setdefault(k, v)
-                elif k.startswith(("group.", "use.")) and k not in unit:
-                    params.setdefault(k, NONE if k.startswith("group.") else False)
-                else:
-                    params[k] = v
-        return params
-
-    def _units_text(self, units: list[tuple[str, ...]]) -> str:
-        return ", ".join(sorted("+".join(str(self._units[u][s]) if s.startswith("group.") else s[4:]
-                                         for s in u) for u in units))
-
-    def _loss(self, base_q: dict[str, float | None], base: dict[str, Any], quality: dict[str, Any]) -> float:
-        """How much quality a stack lost against the baseline, as a share of each constraint's
-        room (its bound's distance from the baseline's value); the largest over constraints."""
-        worst = 0.0
-        for c in self.config.constraints:
-            b, v, bound = base_q.get(c.metric), number(quality.get(c.metric)), c.bound(base)
-            if b is None or v is None or bound is None or bound == b:
-                continue
-            worst = max(worst, (v - b) / abs(bound - b) * (1 if c.op == "<=" else -1))
-        return worst
-
-    def _trim(self, study: Any) -> None:
-        """After the combination (or a trimmed one) missed a constraint: the same without its
-        lossiest remaining unit, while some remain (a backward elimination)."""
-        combos = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("combination")]
-        lossy = getattr(self, "_lossy", [])
-        if not combos or not lossy or combos[-1].state.name not in ("COMPLETE", "FAIL", "PRUNED"):
-            return
-        last = combos[-1]
-        if last.state.name == "COMPLETE" and all(v <= 0 for v in last.user_attrs.get("constraints") or [1]):
-            self._lossy = []
-            return
-        kept = [u for u in map(tuple, last.user_attrs["combination_units"]) if u != lossy[0]]
-        self._lossy = lossy[1:]
-        if len(kept) < 2:
-            return
-        self.log(f"next: the combination without {self._units_text([lossy[0]])} "
-                 f"(the lossiest alone): {self._units_text(kept)}")
-        study.enqueue_trial(self._combined(kept), user_attrs={"combination": True,
-                                                             "combination_units": [list(u) for u in kept]})
 
     def _prune_limit(self, study: Any) -> float | None:
         """The slowdown beyond which a trial is stopped: the best speedup found so far, at
@@ -646,7 +444,7 @@ class Tuner:
             trial.report(ratio, step=len(lat))  # latency relative to the baseline
             trial.set_user_attr("speedup", 1 / ratio)
         trial.set_user_attr("reason", str(record.get("error"))[:500])
-        study.tell(trial, state=_state("PRUNED"))
+        study.tell(trial, state=state("PRUNED"))
         self.log(f"trial {trial.number}: {spec}: {record.get('error')}")
 
     def _measure(self, stacks: Sequence[str], prune_slower_than: float | None = None) -> dict[str, dict[str, Any]]:
@@ -821,12 +619,6 @@ def _front(rows: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any
                  for m in metrics)] for r in rows]
     mask = pareto_mask(points, [False, *(METRICS[m].higher_is_better for m in metrics)])
     return sorted((r for r, on in zip(rows, mask, strict=True) if on), key=lambda r: r["objective"])
-
-
-def _state(name: str) -> Any:
-    from optuna.trial import TrialState
-
-    return TrialState[name]
 
 
 def run(config: TuneConfig, log: Callable[[str], None] | None = None) -> TuneResult:

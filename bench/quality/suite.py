@@ -93,7 +93,6 @@ class QualitySuite:
             if real is None:
                 return None
             from bench.quality.distribution import classifier_scorer
-
             from bench.quality.noise_floor import real_labels
 
             self._scorer = classifier_scorer(classifier, real, dist, real_labels(self.model, real))

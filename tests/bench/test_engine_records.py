@@ -120,3 +120,21 @@ def test_the_fingerprint_is_taken_after_steps_and_resolution_are_set(tmp_path):
         assert base.steps == (steps or base.steps)
         prints[steps] = engine.fingerprint
     assert prints[None] != prints[2]
+
+
+def test_a_stack_pruned_as_too_slow_is_recorded_as_pruned(tmp_path):
+    """``prune_slower_than``: a stack 4x the reference's work leaves the interleaved run after
+    one round; its record says ``pruned`` with its ratio and keeps that round's timing."""
+    from bench.config import RunConfig, TimingConfig
+    from bench.engine import Engine
+
+    config = RunConfig(model="digits-unet", strategies=["baseline", "steps:n=8"], steps=2, batch_size=1,
+                       timing=TimingConfig(warmup=1, min_iterations=6, max_iterations=6, min_seconds=0,
+                                           prune_slower_than=2.0),
+                       quality_images=2, threads=1, out_dir=tmp_path, schedule="interleaved",
+                       count_flops=False)
+    records = {r["strategy"]: r for r in Engine(config, show_progress=False).run().records}
+    slow = records["steps:n=8"]
+    assert slow["status"] == "pruned" and slow["error"].startswith("pruned:"), slow.get("error")
+    assert len(slow["timing"]["latencies_s"]) == 1
+    assert records["baseline"]["status"] == "ok" and len(records["baseline"]["timing"]["latencies_s"]) == 1

@@ -229,7 +229,8 @@ def _tuner_with(tmp_path, budget_s, baseline_call_s, **kw):
 
 
 def test_the_final_measurement_shrinks_to_fit_what_is_left(tmp_path):
-    from bench.tune import MIN_FULL_ITERATIONS, Trial
+    from bench.tune import Trial
+    from bench.tune_budget import MIN_FULL_ITERATIONS
 
     trials = [Trial(1, "steps:n=5", "complete", speedup=5.0), Trial(2, "deepcache", "complete", speedup=2.0)]
     roomy = _tuner_with(tmp_path, 3600, 1.0)

@@ -2,7 +2,8 @@
 
 Each pair is two `accelbench run --strategy baseline --steps 10` runs (default settings
 otherwise), one right after the other, gated with `accelbench gate B --baseline A`; a
-separate run at `--steps 20` (twice the work) is gated against each pair's first run.
+separate run at `--steps 20` (twice the work) is gated against each pair's first run, with
+`--allow-settings-change` (the step count is the change the gate must catch).
 Separate runs are compared through each run's machine-speed probe, so a machine that got
 slower between them is not a regression.
 
@@ -27,9 +28,9 @@ def _run(out: Path, steps: int) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def _gate(current: Path, baseline: Path) -> tuple[int, str]:
+def _gate(current: Path, baseline: Path, *extra: str) -> tuple[int, str]:
     res = subprocess.run([sys.executable, "-m", "bench.cli", "gate", str(current), "--baseline",
-                          str(baseline)], capture_output=True, text=True)
+                          str(baseline), *extra], capture_output=True, text=True)
     line = next((ln for ln in res.stdout.splitlines() if "latency_ms" in ln), res.stdout.strip())
     return res.returncode, " ".join(line.split())
 
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         _run(b, 10)
         _run(slow, 20)
         aa, aa_line = _gate(b, a)
-        caught, caught_line = _gate(slow, a)
+        # the step count is the injected change itself: compared on purpose
+        caught, caught_line = _gate(slow, a, "--allow-settings-change")
         rows.append({"pair": i, "aa_exit": aa, "aa": aa_line, "slow_exit": caught, "slow": caught_line})
         print(f"pair {i}: A/A exit {aa}: {aa_line}\n        steps 20 exit {caught}: {caught_line}",
               flush=True)
