@@ -11,6 +11,10 @@ there. Used by :class:`bench.tune.Tuner` as a mixin.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.formats import number
@@ -21,6 +25,31 @@ from bench.tune_budget import WARMUP
 SCREEN_IMAGES = 64
 #: A strategy alone this many times slower than the baseline leaves the screening after a round.
 PRUNE_IN_SCREENING = 4.0
+
+
+class ScreeningCut(Exception):
+    """The screening ran past its share of the budget (raised by :func:`deadline`)."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`ScreeningCut` in this (main) thread once ``seconds`` have passed: the
+    screening runs in the tuner's process, where no job timeout can stop a compilation that
+    takes minutes. A no-op off the main thread (signals are delivered only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cut(signum: int, frame: Any) -> None:
+        raise ScreeningCut(f"past {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, cut)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def state(name: str) -> Any:
@@ -76,7 +105,19 @@ class Screening:
             quality_images=images, out_dir=self.out / "screen", threads=cfg.threads,
             schedule="interleaved", count_flops=False,
         )
-        records = Engine(config, log=None, show_progress=False).run().records
+        limit = self._left() - self._smallest_final_s()
+        try:
+            with deadline(limit):
+                records = Engine(config, log=None, show_progress=False).run().records
+        except ScreeningCut:
+            from bench import results
+
+            written = results.results_path(self.out / "screen")
+            records = list(results.iter_records(written)) if written.exists() else []
+            why = f"the screening was cut after {limit:.0f} s to keep the budget"
+            self.log(why)
+            records += [{"strategy": spec, "status": "failed", "error": why}
+                        for _, spec in asked if spec not in {r["strategy"] for r in records}]
         by_spec = {r["strategy"]: r for r in records}
         base = by_spec.get("baseline")
         self._tell_all(study, asked, by_spec, baseline=base)

@@ -339,3 +339,36 @@ def test_the_combination_takes_the_units_that_helped_and_trims_the_lossiest(tmp_
     assert nxt.user_attrs["combination"]
     assert {k: nxt.suggest_categorical(k, choices[k]) for k in params} == {**params, "group.cache": "none"}
     # deepcache, the lossiest alone, is left out
+
+
+def test_the_screening_is_cut_at_its_share_of_the_budget():
+    """The screening runs in the tuner's process: a deadline interrupts what runs too long."""
+    from bench.tune_screening import ScreeningCut, deadline
+
+    started = time.perf_counter()
+    with pytest.raises(ScreeningCut), deadline(0.2):
+        while True:
+            sum(range(1000))
+    assert time.perf_counter() - started < 2
+    with deadline(5):  # ends in time: nothing raised, the timer is cleared
+        pass
+    time.sleep(0.01)
+
+
+def test_a_screening_past_its_share_fails_its_trials_and_the_search_goes_on(tmp_path, digits_unet):
+    from bench import search_space
+    from bench.tune import Tuner
+
+    tuner = Tuner(TuneConfig(model="digits-unet", out_dir=tmp_path, budget_s=600, batch_size=1,
+                             cheap_quality_images=4, constraints=(Constraint.parse("psnr>=5"),)))
+    tuner.baseline = {"timing": {"latencies_s": [0.01] * 6}}
+    tuner._batch_s = [1.0]
+    lefts = iter([600.0, 0.3])  # room to start; then 0.3 s for the screening itself
+    tuner._left = lambda: next(lefts, 0.3)
+    tuner._smallest_final_s = lambda: 0.0
+    space = search_space.derive(digits_unet, only=["steps", "scheduler"], for_speed=True)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="cut")
+    tuner._screen(study, space)
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state.name == "FAIL" for t in trials)
+    assert all("cut after" in t.user_attrs["reason"] for t in trials)
