@@ -294,8 +294,7 @@ class Engine:
     # -- steps -----------------------------------------------------------------------------
     def _load(self):
         from bench.models.base import ModelSpec
-        from bench.models.registry import check_resolution, dtype_name, load_model
-        from strategies import StrategyError
+        from bench.models.registry import dtype_name, load_model
 
         cfg = self.config
         self.log(f"loading {cfg.model} on {cfg.device}")
@@ -305,14 +304,7 @@ class Engine:
                                     allow_download=cfg.allow_download, dtype=cfg.dtype))
         load_s = time.perf_counter() - t0
         self.load_dtype = dtype_name(base.dtype)
-        if cfg.steps is not None:
-            if "num_inference_steps" not in base.call_args:
-                raise StrategyError(f"{base.name} has no denoising step count to set")
-            base.call_args["num_inference_steps"] = cfg.steps
-        if cfg.resolution is not None:
-            check_resolution(cfg.model, cfg.resolution)
-            if "height" in base.call_args or cfg.model.startswith(("hf:", "arch:")):
-                base.call_args["height"], base.call_args["width"] = cfg.resolution
+        apply_call_settings(base, cfg)
         self.fingerprint = base.fingerprint()  # after the steps and resolution are set
         return base, load_s
 
@@ -631,11 +623,12 @@ class Engine:
         cfg = self.config
         current_src = Path(cfg.current_src) if cfg.current_src else default_current_src()
         t0 = time.perf_counter()
-        base = load_model(ModelSpec(cfg.model, device=cfg.device, dtype=cfg.dtype))  # prompts, scoring
+        base = load_model(ModelSpec(cfg.model, device=cfg.device, dtype=cfg.dtype,  # prompts, scoring
+                                    trust_remote_code=cfg.trust_remote_code,
+                                    allow_download=cfg.allow_download))
         load_s = time.perf_counter() - t0
         cfg = self.config = self.config.for_model(base)
-        if cfg.steps is not None:
-            base.call_args["num_inference_steps"] = cfg.steps
+        apply_call_settings(base, cfg)  # the same checks and settings as a local run
         timed_prompts, _ = base.prompts(cfg.batch_size)
         timed_seeds = [cfg.seed + i for i in range(cfg.batch_size)]
         q_prompts, q_labels = base.prompts(cfg.quality_images)
@@ -656,7 +649,12 @@ class Engine:
                         "model": cfg.model, "device": cfg.device, "dtype": cfg.dtype,
                         "strategy": stack.spec,
                         "steps": cfg.steps, "threads": cfg.threads, "prompts": timed_prompts,
-                        "seeds": timed_seeds}, self.out / "workers")
+                        "seeds": timed_seeds,
+                        "resolution": list(cfg.resolution) if cfg.resolution else None,
+                        "trust_remote_code": cfg.trust_remote_code,
+                        "allow_download": cfg.allow_download}, self.out / "workers")
+                    if arm.status == "ok" and (why := _call_settings_differ(base, arm.info)):
+                        arm.status, arm.error = "unsupported", why
                     if arm.status != "ok":
                         self.log(f"[{label}] not applicable: {arm.error}")
                         records[(side, stack.spec)] = self._record(
@@ -884,6 +882,42 @@ class _Writer:
 def _failure(exc: BaseException) -> str:
     """One line for a stack that raised: out-of-memory errors say so first."""
     return _failure_text(f"{type(exc).__name__}: {exc}")
+
+
+def apply_call_settings(base: Any, cfg: RunConfig) -> None:
+    """Set ``cfg``'s step count and resolution on the loaded ``base`` (checked: a model
+    without a step count, or a resolution the model cannot take, is refused). Local runs and
+    code against code share it, so both measure the same call."""
+    from bench.models.registry import check_resolution
+    from strategies import StrategyError
+
+    if cfg.steps is not None:
+        if "num_inference_steps" not in base.call_args:
+            raise StrategyError(f"{base.name} has no denoising step count to set")
+        base.call_args["num_inference_steps"] = cfg.steps
+    if cfg.resolution is not None:
+        check_resolution(cfg.model, cfg.resolution)
+        if "height" in base.call_args or cfg.model.startswith(("hf:", "arch:")):
+            base.call_args["height"], base.call_args["width"] = cfg.resolution
+
+
+#: Call arguments both sides of code against code must run with (the step count is passed to
+#: workers by every tree, and a stack may change it: steps:n=4).
+_COMPARED_CALL_ARGS = ("height", "width")
+
+
+def _call_settings_differ(base: Any, info: dict[str, Any]) -> str | None:
+    """Why a worker's model does not run the call this run asked for (a tree from before a
+    setting was passed to workers ignores it), or None."""
+    theirs = (info.get("describe") or {}).get("call_args") or {}
+    if not theirs:
+        return None  # nothing reported to compare
+    diff = [f"{k} {theirs.get(k)} (asked {base.call_args.get(k)})" for k in _COMPARED_CALL_ARGS
+            if k in base.call_args and theirs.get(k) != base.call_args.get(k)]
+    if not diff:
+        return None
+    return ("its worker runs another call than this run measures: " + ", ".join(diff)
+            + "; that tree does not apply these settings (run without them)")
 
 
 def _failure_text(text: str | None) -> str:

@@ -57,10 +57,15 @@ def _serve(config: dict, out) -> None:
     device = torch.device(config.get("device", "cpu"))
     t0 = time.perf_counter()
     dtype = {"dtype": config["dtype"]} if config.get("dtype") else {}  # older trees lack it
-    base = load_model(ModelSpec(config["model"], device=str(device), **dtype))
+    base = load_model(ModelSpec(config["model"], device=str(device), **dtype,
+                                trust_remote_code=bool(config.get("trust_remote_code")),
+                                allow_download=bool(config.get("allow_download"))))
     load_s = time.perf_counter() - t0
     if config.get("steps"):
         base.call_args["num_inference_steps"] = int(config["steps"])
+    resolution = config.get("resolution")
+    if resolution and ("height" in base.call_args or config["model"].startswith(("hf:", "arch:"))):
+        base.call_args["height"], base.call_args["width"] = (int(v) for v in resolution)
     fingerprint = base.fingerprint()
     stack = parse_stack(config["strategy"])
     for s in stack:

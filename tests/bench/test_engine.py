@@ -213,3 +213,44 @@ def test_code_against_code_measures_both_trees_in_alternation(tmp_path):
 
     verdict = gate.gate_paths([result.out_dir], [result.baseline_dir], gate.Rules(max_slowdown=0.5))
     assert all(c.test.startswith("sign test") for c in verdict.checks if c.kind == "latency")
+
+
+def test_code_against_code_shares_the_local_call_settings():
+    """Both paths set steps and resolution through one function, with its checks; a worker
+    that reports another call (a tree from before a setting reached workers) is refused."""
+    from types import SimpleNamespace
+
+    from bench.engine import _call_settings_differ, apply_call_settings
+    from strategies import StrategyError
+
+    base = SimpleNamespace(name="m", call_args={"num_inference_steps": 25, "height": 64, "width": 64})
+    apply_call_settings(base, RunConfig(model="arch:sd15@tiny", steps=4, resolution=(32, 32)))
+    assert base.call_args == {"num_inference_steps": 4, "height": 32, "width": 32}
+    with pytest.raises(StrategyError, match="no denoising step count"):
+        apply_call_settings(SimpleNamespace(name="ar", call_args={}), RunConfig(steps=4))
+    same = {"describe": {"call_args": dict(base.call_args)}}
+    assert _call_settings_differ(base, same) is None
+    older = {"describe": {"call_args": {"num_inference_steps": 4, "height": 64, "width": 64}}}
+    why = _call_settings_differ(base, older)
+    assert "height 64 (asked 32)" in why and "width 64 (asked 32)" in why
+
+
+@pytest.mark.slow
+def test_code_against_code_runs_both_trees_at_the_asked_resolution(tmp_path):
+    """``--baseline-src OTHER --resolution``: both sides' workers generate at that size (the
+    worker used to drop it while the records said it), checked from what each side reports."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    other = tmp_path / "other"
+    for name in ("bench", "strategies"):
+        shutil.copytree(root / name, other / name, ignore=shutil.ignore_patterns("__pycache__"))
+    config = _config(tmp_path / "run", ["steps:n=1"], model="arch:sd15@tiny", steps=2, resolution=(32, 32),
+                     baseline_src=str(other), current_src=str(root))
+    result = Engine(config, show_progress=False).run()
+    records = result.records + result.baseline_records
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    for r in records:
+        assert (r["model"]["call_args"]["height"], r["model"]["call_args"]["width"]) == (32, 32)
+        assert r["settings"]["resolution"] == [32, 32]
