@@ -4,41 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.formats import fmt
+from bench.core import stats
+from bench.core.compare import FDR_NOTE, verdicts
+from bench.core.formats import fmt
+from bench.core.record import Latency, Record, Speedup
 
 
-def _speedup(sp: dict[str, Any], word: str | None) -> str:
-    if not sp:
+def _speedup(sp: Speedup | None, word: str | None) -> str:
+    if sp is None:
         return "-"
-    text = f"{fmt(sp.get('ratio'), '.2f')}x [{fmt(sp.get('ci_low'), '.2f')}-{fmt(sp.get('ci_high'), '.2f')}]"
+    text = f"{fmt(sp.ratio, '.2f')}x [{fmt(sp.ci_low, '.2f')}-{fmt(sp.ci_high, '.2f')}]"
     return f"{text} {word}" if word else text
 
 
 def run_verdicts(records: list[dict[str, Any]], margin: float | None = None) -> dict[str, str]:
     """The verdict of each stack's speedup over the reference, the run's comparisons taken
-    together (false discovery rate controlled: :func:`bench.compare.verdicts`); ``margin``:
+    together (false discovery rate controlled: :func:`bench.core.compare.verdicts`); ``margin``:
     the practical margin of ``equivalent`` (default +-5%)."""
-    from bench import stats
-    from bench.compare import verdicts
 
-    compared = [r for r in records if r.get("status") == "ok" and r["strategy"] != "baseline"
-                and (r.get("stats") or {}).get("speedup")]
-    words = verdicts([r["stats"]["speedup"] for r in compared],
+    compared = [r for r in map(Record.from_dict, records)
+                if r.ok and not r.is_reference and r.speedup is not None]
+    words = verdicts([r.stats["speedup"] for r in compared],
                      margin=stats.MARGIN if margin is None else margin)
-    return {r["strategy"]: w for r, w in zip(compared, words, strict=True) if w}
+    return {r.strategy: w for r, w in zip(compared, words, strict=True) if w}
 
 
 def verdict_note(records: list[dict[str, Any]], margin: float | None = None) -> str | None:
     """The line under a summary that says what its words mean and how many comparisons the
     false discovery rate was held over; None where nothing was compared."""
-    from bench import stats
-    from bench.compare import FDR_NOTE
 
     n = len(run_verdicts(records, margin))
     if not n:
         return None
-    levels = sorted({(sp.get("n"), sp.get("ci_level")) for r in records
-                     if (sp := (r.get("stats") or {}).get("speedup") or {}).get("ci_level")
+    levels = sorted({(sp.get("n"), sp.get("ci_level")) for r in map(Record.from_dict, records)
+                     if (sp := (r.stats or {}).get("speedup") or {}).get("ci_level")
                      and abs(sp["ci_level"] - 0.95) > 0.001 and sp.get("n")})
     coverage = "; ".join(f"{level:.1%} at {k} rounds" for k, level in levels)
     note = FDR_NOTE.format(n=n, margin=stats.MARGIN if margin is None else margin)
@@ -53,20 +52,18 @@ def summary_table(records: list[dict[str, Any]], margin: float | None = None) ->
               "adherence", "FID")
     rows = [header]
     words = run_verdicts(records, margin)
-    for r in records:
-        if r.get("status") != "ok":
-            rows.append((r["strategy"], r.get("status", "?"), (r.get("error") or "")[:90], "", "",
-                         "", "", "", ""))
+    for r in map(Record.from_dict, records):
+        if not r.ok:
+            rows.append((r.strategy, r.status, (r.error or "")[:90], "", "", "", "", "", ""))
             continue
-        lat = r["stats"]["latency_ms"]
-        q = r.get("quality", {})
+        lat = r.latency_ms or Latency()
+        q = r.quality or {}
         rows.append((
-            r["strategy"],
-            fmt(lat["median"], ".1f"),
-            f"{fmt(lat['ci_low'], '.1f')}-{fmt(lat['ci_high'], '.1f')}",
-            fmt(r["stats"]["images_per_s"], ".1f"),
-            (_speedup(r["stats"].get("speedup") or {}, words.get(r["strategy"]))
-             if r["strategy"] != "baseline" else "reference"),
+            r.strategy,
+            fmt(lat.median, ".1f"),
+            f"{fmt(lat.ci_low, '.1f')}-{fmt(lat.ci_high, '.1f')}",
+            fmt(r.images_per_s, ".1f"),
+            _speedup(r.speedup, words.get(r.strategy)) if not r.is_reference else "reference",
             fmt(q.get("psnr"), ".1f"),
             fmt(q.get("ssim"), ".3f"),
             fmt(q.get("adherence"), ".2f"),
@@ -101,17 +98,17 @@ def _drop_empty(rows: list[tuple]) -> list[tuple]:
 def _with_token_columns(rows: list[tuple], records: list[dict[str, Any]]) -> list[tuple]:
     """Add tokens/s, forward passes per image and the draft acceptance after img/s when any
     record has them (token models); tables of other models are unchanged."""
+    typed = [Record.from_dict(r) for r in records]
     keys = [k for k in ("tokens_per_s", "forward_passes_per_image", "acceptance_rate")
-            if any(k in ((r.get("stats") or {}) if r.get("status") == "ok" else {}) for r in records)]
+            if any(r.ok and r.stat(k) is not None for r in typed)]
     if not keys:
         return rows
     titles = {"tokens_per_s": "tok/s", "forward_passes_per_image": "fwd/img",
               "acceptance_rate": "accept"}
     specs = {"tokens_per_s": ".0f", "forward_passes_per_image": ".1f", "acceptance_rate": ".2f"}
     out = [rows[0][:4] + tuple(titles[k] for k in keys) + rows[0][4:]]
-    for row, r in zip(rows[1:], records, strict=True):
-        stats = (r.get("stats") or {}) if r.get("status") == "ok" else None
-        cells = tuple(fmt(stats.get(k), specs[k]) if stats is not None else "" for k in keys)
+    for row, r in zip(rows[1:], typed, strict=True):
+        cells = tuple(fmt(r.stat(k), specs[k]) if r.ok else "" for k in keys)
         out.append(row[:4] + cells + row[4:])
     return out
 

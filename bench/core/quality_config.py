@@ -1,12 +1,13 @@
 """Settings of the quality metrics that a run can change; saved with every result.
 
-This module imports no torch: it is part of :class:`bench.config.RunConfig`.
+This module imports no torch: it is part of :class:`bench.core.config.RunConfig`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from bench.core.errors import ConfigError
 
 #: CLIP backbone of the CLIP score unless configured (torchmetrics' default too). Scores of
 #: different backbones are not comparable.
@@ -47,20 +48,12 @@ class QualityConfig:
 
     def __post_init__(self) -> None:
         if self.kid_subset_size is not None and self.kid_subset_size < 2:
-            raise ValueError(f"kid_subset_size must be >= 2, got {self.kid_subset_size}")
+            raise ConfigError(f"kid_subset_size must be >= 2, got {self.kid_subset_size}")
         if self.kid_subsets < 1:
-            raise ValueError(f"kid_subsets must be >= 1, got {self.kid_subsets}")
+            raise ConfigError(f"kid_subsets must be >= 1, got {self.kid_subsets}")
         if self.noise_floor_seeds < 0 or self.noise_floor_seeds == 1:
-            raise ValueError(
+            raise ConfigError(
                 f"noise_floor_seeds must be 0 (off) or >= 2, got {self.noise_floor_seeds}"
             )
         if self.lpips_net not in ("alex", "vgg", "squeeze"):
-            raise ValueError(f"lpips_net must be alex, vgg or squeeze, got {self.lpips_net!r}")
-
-    def distribution(self) -> Any:
-        """The :class:`~bench.quality.distribution.DistributionConfig` of these settings."""
-        from bench.quality.distribution import DistributionConfig
-
-        return DistributionConfig(
-            kid_subset_size=self.kid_subset_size, kid_subsets=self.kid_subsets, seed=self.kid_seed
-        )
+            raise ConfigError(f"lpips_net must be alex, vgg or squeeze, got {self.lpips_net!r}")

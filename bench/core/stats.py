@@ -238,7 +238,7 @@ def probe_corrected_speedup(
     """How many times faster ``candidate`` is than ``baseline``, measured in two separate
     runs, with the change of the machine's own speed between them divided out.
 
-    ``*_probe`` are each run's machine-speed probe samples (:mod:`bench.probe`). The speedup
+    ``*_probe`` are each run's machine-speed probe samples (:mod:`bench.measure.probe`). The speedup
     is (median baseline / median baseline probe) / (median candidate / median candidate
     probe): a machine 30% slower during the candidate's run slows its probe as much. The
     interval resamples the four samples independently; the test is the interval itself

@@ -1,7 +1,7 @@
 """The one comparison engine: is one measurement faster or slower than another, and how sure?
 
 Every place that compares latencies goes through here: the speedup of each stack over its
-run's reference (:mod:`bench.engine`), the regression gate (:mod:`bench.gate`) and the
+run's reference (:mod:`bench.measure.engine`), the regression gate (:mod:`bench.gate`) and the
 report's run-against-run comparison (:mod:`reports.compare`). So they match measurements on
 the same key and call "slower" by the same rule.
 
@@ -12,9 +12,9 @@ the same key and call "slower" by the same rule.
   ratio cancels whatever the machine did meanwhile. Fewer than 6 rounds give no 95% interval:
   the verdict is then ``inconclusive``, never a silent switch to an unpaired test.
 * **Separate runs through the machine's speed** where both sides carry the machine-speed probe
-  of :mod:`bench.probe` (every engine run times it between calls): the ratio of medians with
+  of :mod:`bench.measure.probe` (every engine run times it between calls): the ratio of medians with
   the probe's change divided out, and a bootstrap interval over calls and probe samples
-  (:func:`bench.stats.probe_corrected_speedup`). The calls of one run are not samples of the
+  (:func:`bench.core.stats.probe_corrected_speedup`). The calls of one run are not samples of the
   machine's speed across runs, so two separate runs are never compared as if they were.
 * **Independent** otherwise, on raw samples (stacks of one sequential run; inputs without a
   probe): the ratio of medians, a bootstrap interval and Mann-Whitney U.
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench import stats
+from bench.core import stats
 
 #: Rounds two stacks of one interleaved run must share to be compared round by round.
 MIN_PAIRED_ROUNDS = 2
@@ -63,7 +63,7 @@ class Samples:
         run_id: the run that measured it (two stacks of one run can be paired).
         median_ms, ci_low_ms, ci_high_ms: the median per call and its 95% interval, for inputs
             without raw samples.
-        probe_s: the run's machine-speed probe samples (:mod:`bench.probe`), where recorded.
+        probe_s: the run's machine-speed probe samples (:mod:`bench.measure.probe`), where recorded.
     """
 
     latencies_s: Sequence[float] | None = None

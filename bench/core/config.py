@@ -1,17 +1,25 @@
 """What defines a run, as plain, validated data: saved with every record.
 
 The command line, the gate's CI script, sweep jobs, the pytest plugin and the search only
-build a :class:`RunConfig` and hand it to :class:`bench.engine.Engine`. This module imports
+build a :class:`RunConfig` and hand it to :class:`bench.measure.engine.Engine`. This module imports
 no torch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.quality.config import QualityConfig
+from bench.core import smoke
+from bench.core.errors import ConfigError
+from bench.core.quality_config import QualityConfig
+
+#: The model every front end uses unless told otherwise (embedded, runs anywhere).
+DEFAULT_MODEL = "digits-unet"
+#: Memory and power sampling period (s) unless told otherwise.
+SAMPLE_INTERVAL_S = 0.05
 
 #: The stacks ``accelbench run`` measures unless told otherwise (the reference first).
 DEFAULT_STRATEGIES = ("baseline", "bf16", "steps:n=10", "scheduler:name=dpm-solver+steps:n=10")
@@ -29,9 +37,25 @@ RANDOM_WEIGHT_QUALITY_IMAGES = 16
 def default_quality_images(random_weights: bool) -> int:
     """Quality images a run generates per stack unless told: :data:`QUALITY_IMAGES`, or
     :data:`RANDOM_WEIGHT_QUALITY_IMAGES` on a random-weight model (capped in a smoke run)."""
-    from bench import smoke
-
     return smoke.cap("quality_images", RANDOM_WEIGHT_QUALITY_IMAGES if random_weights else QUALITY_IMAGES)
+
+#: Settings both sides of a comparison must share; a difference makes the figures
+#: incomparable (exit 2) unless ``--allow-settings-change``.
+COMPARED_SETTINGS = ("steps", "resolution", "load_dtype", "dtype", "threads", "quality_images",
+                     "batch_size", "device")
+
+
+def parse_resolution(value: Any, where: str = "resolution") -> tuple[int, int]:
+    """``512`` -> (512, 512); ``"768x512"`` (width x height) -> (512, 768) as (height, width)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value, value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value), int(value)
+    if isinstance(value, str):
+        w, sep, h = value.lower().partition("x")
+        if sep and w.strip().isdigit() and h.strip().isdigit() and int(w) > 0 and int(h) > 0:
+            return int(h), int(w)
+    raise ConfigError(f"{where}: expected a size like 512 or \"768x512\" (width x height), got {value!r}")
 
 
 #: Untimed warm-up calls the measurement protocol asks for before timing, at least: the first
@@ -69,7 +93,7 @@ class TimingConfig:
             it would. Off (the default), CUDA steps are timed with CUDA events read after the
             call and nothing but the call's two ends is synchronised; the CPU needs neither;
             other accelerators (MPS, XPU) synchronise at every step either way
-            (:func:`bench.harness.step_recorder`; records say which in
+            (:func:`bench.measure.harness.step_recorder`; records say which in
             ``timing.step_clock``).
         target_ci: keep measuring until every speedup's 95% interval lies within
             +-``target_ci`` of its estimate (0.05 = 5%), or ``max_seconds`` pass; None: off.
@@ -91,22 +115,41 @@ class TimingConfig:
 
     def __post_init__(self) -> None:
         if self.prune_slower_than is not None and not self.prune_slower_than > 1:
-            raise ValueError(f"prune_slower_than must be > 1 (a slowdown factor), got {self.prune_slower_than}")
+            raise ConfigError(f"prune_slower_than must be > 1 (a slowdown factor), got {self.prune_slower_than}")
         if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
         if self.min_iterations < 1:
-            raise ValueError(f"min_iterations must be >= 1, got {self.min_iterations}")
+            raise ConfigError(f"min_iterations must be >= 1, got {self.min_iterations}")
         if self.min_seconds < 0:
-            raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds}")
+            raise ConfigError(f"min_seconds must be >= 0, got {self.min_seconds}")
         if self.max_iterations < self.min_iterations:
-            raise ValueError("max_iterations must be >= min_iterations")
+            raise ConfigError("max_iterations must be >= min_iterations")
         if self.target_ci is not None and not 0 < self.target_ci < 1:
-            raise ValueError(f"target_ci must be between 0 and 1 (0.05 = 5%), got {self.target_ci}")
+            raise ConfigError(f"target_ci must be between 0 and 1 (0.05 = 5%), got {self.target_ci}")
 
     @property
     def below_protocol(self) -> bool:
         """Whether :attr:`warmup` is below the protocol's :data:`PROTOCOL_WARMUP`."""
         return self.warmup < PROTOCOL_WARMUP
+
+    def done(self, calls: int, elapsed_s: float, half_width: Callable[[], float] | None) -> bool:
+        """The stop rule, the one every schedule applies: stop at ``max_iterations`` calls,
+        or past ``max_seconds`` once ``min_iterations`` are done; otherwise not before both
+        minimums (``min_iterations`` calls and ``min_seconds``), and then, with
+        :attr:`target_ci`, only once ``half_width()`` (the relative half-width of the 95%
+        interval that matters: a speedup's, or a lone stack's median latency) is within it.
+
+        ``calls`` are the timed calls of the arm with the fewest, ``elapsed_s`` the timed
+        seconds so far; ``half_width`` is called only when needed (None: no interval can be had,
+        as with fewer than 3 calls, and the minimums decide).
+        """
+        if calls >= self.max_iterations or (calls >= self.min_iterations and elapsed_s >= self.max_seconds):
+            return True
+        if calls < self.min_iterations or elapsed_s < self.min_seconds:
+            return False
+        if self.target_ci is None:
+            return True
+        return half_width is None or half_width() <= self.target_ci
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +191,7 @@ class RunConfig:
             model's default on the device: :func:`bench.models.registry.default_dtype`).
     """
 
-    model: str = "digits-unet"
+    model: str = DEFAULT_MODEL
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     device: str = "cpu"
     batch_size: int = 8
@@ -156,7 +199,7 @@ class RunConfig:
     timing: TimingConfig = field(default_factory=TimingConfig)
     quality_images: int | None = None
     seed: int = 0
-    sample_interval_s: float = 0.05
+    sample_interval_s: float = SAMPLE_INTERVAL_S
     out_dir: Path = Path("runs/latest")
     trust_remote_code: bool = False
     allow_download: bool = False
@@ -176,26 +219,26 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.quality_images is not None and self.quality_images < 0:
-            raise ValueError(f"quality images must be >= 0, got {self.quality_images}")
+            raise ConfigError(f"quality images must be >= 0, got {self.quality_images}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.block < 1:
-            raise ValueError(f"block must be >= 1, got {self.block}")
+            raise ConfigError(f"block must be >= 1, got {self.block}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if not self.strategies:
-            raise ValueError("a run needs at least one strategy stack")
+            raise ConfigError("a run needs at least one strategy stack")
         if self.dtype is not None and self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name, src in (("baseline source", self.baseline_src), ("current source", self.current_src)):
             if src is not None and not (Path(src) / "bench").is_dir():
-                raise ValueError(f"{name} {src!r} has no bench/ package: not an accelbench tree")
+                raise ConfigError(f"{name} {src!r} has no bench/ package: not an accelbench tree")
         if self.baseline_src is not None and self.schedule == "sequential":
-            raise ValueError("code against code (baseline_src) is always interleaved")
+            raise ConfigError("code against code (baseline_src) is always interleaved")
 
     def for_model(self, model: Any) -> RunConfig:
         """This config with the model's defaults filled in (``quality_images``)."""
@@ -210,6 +253,7 @@ class RunConfig:
 
 
 __all__ = [
-    "DEFAULT_STRATEGIES", "DTYPES", "PROTOCOL_WARMUP", "QUALITY_IMAGES", "RANDOM_WEIGHT_QUALITY_IMAGES",
-    "SCHEDULES", "RunConfig", "TimingConfig", "default_quality_images", "warmup_caveat",
+    "COMPARED_SETTINGS", "DEFAULT_MODEL", "DEFAULT_STRATEGIES", "SAMPLE_INTERVAL_S", "DTYPES", "PROTOCOL_WARMUP", "QUALITY_IMAGES", "RANDOM_WEIGHT_QUALITY_IMAGES",
+    "SCHEDULES", "RunConfig", "TimingConfig", "default_quality_images", "parse_resolution",
+    "warmup_caveat",
 ]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.formats import number
+from bench.core.formats import number
+from bench.core.record import Record
 
 #: A stack counts as slower below this speedup, with a significant test.
 SLOWER_BELOW = 1.0
@@ -38,9 +39,9 @@ def _config(record: dict[str, Any], name: str) -> dict[str, Any]:
 
 def is_slower(record: dict[str, Any]) -> bool:
     """The record's speedup is below 1 and significant."""
-    sp = (record.get("stats") or {}).get("speedup") or {}
-    ratio = number(sp.get("ratio"))
-    return ratio is not None and ratio < SLOWER_BELOW and bool(sp.get("significant"))
+    sp = Record.from_dict(record).speedup
+    return (sp is not None and sp.ratio is not None and sp.ratio < SLOWER_BELOW
+            and bool(sp.significant))
 
 
 def why_slower(record: dict[str, Any]) -> list[str]:
@@ -64,9 +65,7 @@ def why_slower(record: dict[str, Any]) -> list[str]:
         mode = _config(record, "quant").get("mode") or "int8"
         reasons.append(f"{mode} quantization without compile: eager kernels dequantize the weights "
                        "at every call; add +compile for fused kernels")
-    timing = record.get("timing") or {}
-    latencies = [number(v) for v in timing.get("latencies_s") or []]
-    latencies = [v for v in latencies if v is not None]
+    latencies = Record.from_dict(record).calls.latencies_s
     if "compile" in names and len(latencies) >= 4:
         ordered = sorted(latencies)
         median = ordered[len(ordered) // 2]

@@ -1,0 +1,1 @@
+"""The torch-free core: records, results, configuration, statistics, comparison, formats and errors."""
