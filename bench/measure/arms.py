@@ -1,11 +1,11 @@
 """Arms: the strategy stacks of a run, ready to be timed by a schedule.
 
 An arm is one stack applied to its own copy of the model. A schedule only asks an arm to
-``warmup(n)`` and ``time(n)`` (:mod:`bench.schedules`); the engine then asks it for its
+``warmup(n)`` and ``time(n)`` (:mod:`bench.measure.schedules`); the engine then asks it for its
 quality ``images``. :class:`LocalArm` runs in this process; :class:`WorkerArm` runs in a
 worker process that imports ``bench`` and ``strategies`` from another code tree (a checkout
 of another commit), so two versions of the code can be timed in alternation on one machine
-(see :mod:`bench.worker`).
+(see :mod:`bench.measure.worker`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.formats import slug
-from bench.harness import CallSamples, timed_calls, warmup_calls
+from bench.core.formats import slug
+from bench.measure.harness import CallSamples, timed_calls, warmup_calls
 
 
 class LocalArm:
@@ -62,7 +62,7 @@ class LocalArm:
         return warmup_calls(self.call, self.device, n)
 
     def time(self, n: int, sync_steps: bool = False) -> CallSamples:
-        """``n`` timed calls (``sync_steps``: see :class:`bench.config.TimingConfig`)."""
+        """``n`` timed calls (``sync_steps``: see :class:`bench.core.config.TimingConfig`)."""
         return timed_calls(self.call, self.device, n, sync_steps)
 
     def images(self, prompts: Sequence[str], seeds: Sequence[int], batch_size: int,
@@ -88,7 +88,7 @@ class WorkerError(RuntimeError):
 
 
 class WorkerArm:
-    """An arm in a worker process importing ``bench`` from ``src`` (see :mod:`bench.worker`).
+    """An arm in a worker process importing ``bench`` from ``src`` (see :mod:`bench.measure.worker`).
 
     Raises :class:`WorkerError` when the worker cannot start. A stack the worker's tree cannot
     apply is not an error: :attr:`status` says ``unsupported`` and :attr:`error` why.

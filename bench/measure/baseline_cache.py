@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from bench.cache import cache_dir
+from bench.core.cache import cache_dir
 from bench.models.base import ReferenceModel
 
 #: The libraries whose versions key the images besides accelbench itself.

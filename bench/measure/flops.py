@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.models.base import has_tokens
+
 METHOD = ("torch.utils.flop_counter.FlopCounterMode over one call of one image, the "
           "once-per-call encoders and decoder counted apart")
 
@@ -135,7 +137,7 @@ def count(model: Any, prompt: str, seed: int = 0) -> ModelSize:
     from torch.utils.flop_counter import FlopCounterMode
 
     size = ModelSize(params=model.parameter_count())
-    tokens = getattr(model, "tokens_per_image", None)
+    tokens = model.tokens_per_image if has_tokens(model) else None
     per_call = tokens if tokens else model.steps
     size.per = "token" if tokens else "step"
     components = model.components()

@@ -25,6 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.measure.harness import synchronize
+from bench.models.sharing import storages
+
 MiB = 2**20
 
 
@@ -71,7 +74,6 @@ def call_peak(call: Callable[[], Any], device: str) -> dict[str, Any]:
     """
     import torch
 
-    from bench.harness import synchronize
 
     dev = torch.device(device)
     release_memory(device)
@@ -104,7 +106,6 @@ def stack_memory(model: Any, shared: dict[tuple[str, int], int], call: Callable[
     """The memory fields of one stack's record: ``weights_mb``, ``added_mb`` (its storage
     that the loaded model, whose storages are ``shared``, does not hold), ``activations_mb``
     and ``peak_mb`` from one exclusive ``call`` (None: not measured, with the reason)."""
-    from bench.models.sharing import storages
 
     own = storages(model)
     out: dict[str, Any] = {

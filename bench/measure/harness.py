@@ -10,7 +10,7 @@ synchronisation; on the CPU it stamps the host clock, which is exact there. Othe
 accelerators (MPS, XPU) synchronise at every step, as does any device with
 ``TimingConfig.sync_steps``. Every raw sample is kept.
 
-:func:`timed_calls` is the primitive every schedule uses (:mod:`bench.schedules`);
+:func:`timed_calls` is the primitive every schedule uses (:mod:`bench.measure.schedules`);
 :func:`measure` is one stack's whole loop: warm-up, then calls until the stop rule is met.
 """
 
@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from bench.config import TimingConfig
+from bench.core import stats
+from bench.core.config import TimingConfig
 from bench.models.base import StepCallback
 
 clock = time.perf_counter
@@ -254,8 +255,6 @@ def measure(
     With ``config.target_ci``, calls continue (up to the maximums) until the 95% interval of
     the median latency lies within +-target_ci of it.
     """
-    from bench import stats
-
     config = config or TimingConfig()
     device = torch.device(device)
     timing = Timing()
@@ -273,13 +272,14 @@ def measure(
         timing.add(timed_calls(call, device, 1, config.sync_steps))
         if progress:
             progress("timed", len(timing.latencies_s) - 1)
-        n = len(timing.latencies_s)
-        elapsed = clock() - started
-        if n >= config.max_iterations or (n >= config.min_iterations and elapsed >= config.max_seconds):
+        if config.done(len(timing.latencies_s), clock() - started, latency_half_width(timing)):
             break
-        if n >= config.min_iterations and elapsed >= config.min_seconds:
-            if config.target_ci is None or n < 3:
-                break
-            if stats.relative_half_width(stats.summarize(timing.latencies_s)) <= config.target_ci:
-                break
     return timing
+
+
+def latency_half_width(timing: Timing) -> Callable[[], float] | None:
+    """The relative half-width of the 95% interval of ``timing``'s median latency, for the
+    stop rule of a stack timed on its own (None below 3 calls: no interval yet)."""
+    if len(timing.latencies_s) < 3:
+        return None
+    return lambda: stats.relative_half_width(stats.summarize(timing.latencies_s))

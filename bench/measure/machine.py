@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.measure.samplers.timeseries import in_span, windows_of
+
 #: Cores of slack before a run counts as oversubscribed (measurement noise of the counters).
 SLACK_CORES = 0.5
 #: Memory kept free when deciding whether all stacks fit at once, on top of the estimate.
@@ -84,7 +86,6 @@ def other_cores(series: dict[str, Sequence[float]], machine_cores: int,
                 windows: Sequence[tuple[float, float]] | None = None) -> float | None:
     """Mean cores busy with other processes while this one ran, from the CPU sampler's
     ``sys_cpu_percent`` (all cores) and ``cpu_percent`` (this process, % of one core)."""
-    from bench.samplers.timeseries import in_span, windows_of
 
     ts = list(series.get("t") or [])
     total, mine = series.get("sys_cpu_percent"), series.get("cpu_percent")

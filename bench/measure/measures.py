@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import Timing
+from bench.core.metrics import METRICS
+from bench.measure.harness import Timing
+from bench.quality import adherence, fidelity
 
 
 def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] | None,
@@ -16,8 +18,6 @@ def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] 
     distribution metrics of ``suite``. Random-weight models keep only the fidelity pair,
     labelled as numerical deviation. Returns ``quality``, ``quality_meta`` and
     ``quality_details``."""
-    from bench.quality import adherence, fidelity
-    from bench.quality.base import METRICS
 
     quality: dict[str, float] = {}
     details: dict[str, Any] = {}
@@ -55,7 +55,7 @@ def median_step_ms(timing: Timing) -> float | None:
 
 def memory_fields(result: Any, cuda_peak: float | None, local: bool, attributed: bool,
                   stack: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Memory of one stack: its own figures (``stack``, from :func:`bench.footprint.stack_memory`:
+    """Memory of one stack: its own figures (``stack``, from :func:`bench.measure.footprint.stack_memory`:
     ``weights_mb``, ``added_mb``, ``activations_mb`` and ``peak_mb`` = weights + activations
     of one call made alone) and the process's views during its timed calls, which under
     interleaving include every other stack's weights: sampled RSS (``process_peak_rss_mb``),

@@ -4,7 +4,7 @@ The calls of one run are not independent samples of the machine's speed across r
 shared machine two identical runs a minute apart differed by a third in median latency. So
 every run also times this probe, once per round (interleaved) or per call (sequential),
 between calls and outside their timed windows. Two separate runs are then compared with the
-probe's change divided out (:func:`bench.stats.probe_corrected_speedup`): when the machine was
+probe's change divided out (:func:`bench.core.stats.probe_corrected_speedup`): when the machine was
 27% slower during the current run, so was the probe.
 
 The workload is a few matrix products and a memory copy on the run's device, sized to take a
@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import time
 from typing import Any
+
+from bench.core import stats
+from bench.measure.harness import synchronize
 
 #: What the probe does, recorded with its samples.
 DESCRIPTION = ("machine-speed probe: 4 products of 256x256 float32 matrices and a 4 MiB copy "
@@ -41,7 +44,6 @@ class Probe:
         """One timed pass of the workload (the device synchronised at both ends)."""
         import torch
 
-        from bench.harness import synchronize
 
         synchronize(self.device)
         start = time.perf_counter()
@@ -57,7 +59,6 @@ class Probe:
 
     def as_dict(self) -> dict[str, Any]:
         """The samples so far, their median in ms, and what the probe is."""
-        from bench import stats
 
         median = stats.summarize(self.samples_s).median * 1000 if self.samples_s else None
         return {"latencies_s": list(self.samples_s), "median_ms": median,

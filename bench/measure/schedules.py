@@ -7,7 +7,7 @@
 * :class:`Sequential`: each stack timed on its own, one after the other (the fallback when
   the stacks do not fit in memory together; its speedups move with the machine's drift).
 
-A schedule only calls an arm's ``warmup(n)`` and ``time(n)`` (:mod:`bench.arms`); the engine
+A schedule only calls an arm's ``warmup(n)`` and ``time(n)`` (:mod:`bench.measure.arms`); the engine
 builds the arms, runs the sampler across the schedule and attributes every sample to the
 stack whose call was running. A new way of measuring is a new :class:`Schedule`, not a new
 pipeline (the pytest plugin's pytest-benchmark timing is one).
@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import Timing, TimingConfig, clock
+from bench.core import stats
+from bench.core.compare import MIN_CONFIDENT_ROUNDS
+from bench.measure.harness import Timing, TimingConfig, clock, latency_half_width
 
 ORDER = "reversed every round (A B C, C B A, ...)"
 
@@ -64,7 +66,7 @@ class Schedule(ABC):
 
     @abstractmethod
     def run(self, arms: Sequence[Any], timing: TimingConfig, hooks: Hooks | None = None) -> list[Timing]:
-        """Warm up and time ``arms``; one :class:`~bench.harness.Timing` per arm, in order.
+        """Warm up and time ``arms``; one :class:`~bench.measure.harness.Timing` per arm, in order.
 
         An arm that raises is recorded in its ``Timing.error`` and leaves the schedule; when
         arms are timed in alternation, the first arm (the reference) raising ends it.
@@ -103,8 +105,6 @@ class Sequential(Schedule):
     all_at_once = False
 
     def run(self, arms: Sequence[Any], timing: TimingConfig, hooks: Hooks | None = None) -> list[Timing]:
-        from bench import stats
-
         hooks = hooks or Hooks()
         timings = [Timing() for _ in arms]
         for i, arm in enumerate(arms):
@@ -121,16 +121,11 @@ class Sequential(Schedule):
                 timings[i].add(got)
                 if hooks.round_end:
                     hooks.round_end()
-                n, elapsed = len(timings[i].latencies_s), clock() - started
+                n = len(timings[i].latencies_s)
                 if hooks.progress:
                     hooks.progress(f"{arm.label}: {n} calls")
-                if n >= timing.max_iterations or (n >= timing.min_iterations and elapsed >= timing.max_seconds):
+                if timing.done(n, clock() - started, latency_half_width(timings[i])):
                     break
-                if n >= timing.min_iterations and elapsed >= timing.min_seconds:
-                    if timing.target_ci is None or n < 3:
-                        break
-                    if stats.relative_half_width(stats.summarize(timings[i].latencies_s)) <= timing.target_ci:
-                        break
             if hooks.after_block:
                 hooks.after_block(i)
         return timings
@@ -215,22 +210,13 @@ class Interleaved(Schedule):
             return True  # nothing left to compare the reference with
         live = [t for t in timings if not t.error]
         calls = min(len(t.latencies_s) for t in live)
-        timed_s = sum(t.timed_s for t in timings)
-        if calls >= timing.max_iterations or (calls >= timing.min_iterations and timed_s >= timing.max_seconds):
-            return True
-        if calls < timing.min_iterations or timed_s < timing.min_seconds:
-            return False
-        if timing.target_ci is None:
-            return True
-        return all(w <= timing.target_ci for w in self.speedup_widths(timings))
+        return timing.done(calls, sum(t.timed_s for t in timings),
+                           lambda: max(self.speedup_widths(timings), default=0.0))
 
     @staticmethod
     def speedup_widths(timings: Sequence[Timing]) -> list[float]:
         """Relative half-width of each arm's paired speedup over the first arm (inf until
         enough rounds)."""
-        from bench import stats
-        from bench.compare import MIN_CONFIDENT_ROUNDS
-
         ref = timings[0]
         out = []
         for t in timings[1:]:

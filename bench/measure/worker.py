@@ -1,6 +1,6 @@
 """One arm of a run, in its own process, on its own copy of the code (code against code).
 
-:class:`bench.arms.WorkerArm` starts this file's text with ``python -c`` in the directory of
+:class:`bench.measure.arms.WorkerArm` starts this file's text with ``python -c`` in the directory of
 the code tree to measure (a checkout of the baseline commit, say), so ``bench`` and
 ``strategies`` are imported from *that* tree. It therefore uses only the oldest, stable
 contracts (``bench.models.load_model``, ``bench.models.base.ModelSpec``,
@@ -15,7 +15,7 @@ answer per command read from standard input:
 * ``{"cmd": "warmup", "n": k}``: k untimed calls; answers their ``bounds``.
 * ``{"cmd": "time", "n": k, "sync_steps": false}``: k timed calls; answers ``latencies_s``,
   ``bounds`` (on the machine-wide ``perf_counter`` clock), ``step_times_s`` and
-  ``step_clock``. Step times come as in :func:`bench.harness.step_recorder`: CUDA events read
+  ``step_clock``. Step times come as in :func:`bench.measure.harness.step_recorder`: CUDA events read
   after the call on CUDA (host stamps after a synchronisation at every step with
   ``sync_steps``), host stamps on the CPU.
 * ``{"cmd": "images", "prompts": [...], "seeds": [...], "batch_size": b}``: the quality
@@ -45,10 +45,16 @@ def _serve(config: dict, out) -> None:
 
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
-    import bench
-    from bench.models import load_model
-    from bench.models.base import ModelSpec
-    from strategies import parse_stack
+    import bench  # lazy: imported from the tree under test, after torch's threads are set
+    from bench.models import (
+        load_model,  # lazy: imported from the tree under test, after torch's threads are set
+    )
+    from bench.models.base import (
+        ModelSpec,  # lazy: imported from the tree under test, after torch's threads are set
+    )
+    from strategies import (
+        parse_stack,  # lazy: imported from the tree under test, after torch's threads are set
+    )
 
     def send(obj: dict) -> None:
         out.write(json.dumps(obj, default=str) + "\n")

@@ -1,5 +1,5 @@
 """Quality metrics: fidelity to the baseline, prompt adherence, distributions against real images."""
 
-from bench.quality.base import METRICS, MetricInfo
+from bench.core.metrics import METRICS, MetricInfo
 
 __all__ = ["METRICS", "MetricInfo"]

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.quality.stratified_kid import METHOD, stratified_kid
+
 #: KID subset size used when the samples allow it (both samples must hold at least this many).
 DEFAULT_KID_SUBSET_SIZE = 100
 #: KID subsets averaged (torchmetrics' default).
@@ -71,7 +73,7 @@ class ClassifierFeatures(MemoFeatures):
     """A classifier's penultimate features as a torchmetrics feature extractor.
 
     Wraps any module with a ``features(x) -> (N, d)`` method (such as
-    :class:`~bench.models.classifier.DigitClassifier`). Accepts float images in [0, 1] or
+    :class:`~bench.models.digits.classifier.DigitClassifier`). Accepts float images in [0, 1] or
     uint8 images in [0, 255], NCHW, and returns float64 features, so FID's covariances and
     KID's polynomial kernel are computed in double precision.
 
@@ -246,8 +248,6 @@ class DistributionScorer:
         if self.kid_unavailable(labels):
             return {"fid": fid}
         if self.stratified(labels):
-            from bench.quality.stratified_kid import stratified_kid
-
             if self._real_features is None:
                 self._real_features = torch.cat(list(self._kid.real_features))
             kid, se = stratified_kid(self.feature(images), labels, self._real_features,
@@ -268,8 +268,6 @@ class DistributionScorer:
             "n_real": self.n_real,
         }
         if self.stratified(labels):
-            from bench.quality.stratified_kid import METHOD
-
             out.update(kid_method=METHOD, kid_std_means="jackknife standard error of KID",
                        kid_seed=self.config.seed)
             return out

@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.quality.config import DEFAULT_CLIP_BACKBONE, DEFAULT_LPIPS_NET
-from bench.quality.distribution import MemoFeatures
+from bench.core.quality_config import DEFAULT_CLIP_BACKBONE, DEFAULT_LPIPS_NET
+from bench.quality.distribution import DistributionScorer, MemoFeatures
 
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = (
@@ -69,19 +69,25 @@ def torch_checkpoints_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _checkpoint(needs: str, filename: str, url: str) -> Path:
+    """The local torch hub checkpoint ``filename``, or :class:`HubMetricUnavailable` saying
+    what needs it and how to fetch it (nothing is downloaded at run time)."""
+    path = torch_checkpoints_dir() / filename
+    if not path.is_file():
+        raise HubMetricUnavailable(
+            f"{needs} {filename} in {path.parent}, which is missing; fetch it on a machine with "
+            f"network access (`mkdir -p {path.parent} && curl -L -o {path} {url}`) or set "
+            f"TORCH_HOME to a folder that holds hub/checkpoints/{filename}"
+        )
+    return path
+
+
 # -- Inception FID / KID ----------------------------------------------------------------
 def inception_weights() -> Path:
     """The local Inception v3 FID weights, or :class:`HubMetricUnavailable` saying how to get
     them."""
     _require_modules("Inception FID", "torch_fidelity", "torchvision")
-    path = torch_checkpoints_dir() / INCEPTION_WEIGHTS
-    if not path.is_file():
-        raise HubMetricUnavailable(
-            f"Inception FID needs {INCEPTION_WEIGHTS} in {path.parent}, which is missing; "
-            f"fetch it on a machine with network access (`mkdir -p {path.parent} && "
-            f"curl -L -o {path} {INCEPTION_URL}`) or set TORCH_HOME to a folder that holds "
-            f"hub/checkpoints/{INCEPTION_WEIGHTS}"
-        )
+    path = _checkpoint("Inception FID needs", INCEPTION_WEIGHTS, INCEPTION_URL)
     return path
 
 
@@ -118,7 +124,6 @@ class InceptionFeatures(MemoFeatures):
 def inception_scorer(real: torch.Tensor, config: Any = None, device: str | torch.device = "cpu"):
     """A :class:`~bench.quality.distribution.DistributionScorer` on Inception v3 features
     (the network on ``device``)."""
-    from bench.quality.distribution import DistributionScorer
 
     return DistributionScorer(
         real,
@@ -265,14 +270,7 @@ def lpips_backbone_weights(net: str = DEFAULT_LPIPS_NET) -> Path:
         filename = url.rsplit("/", 1)[-1]
     except Exception:  # an old or broken torchvision: keep the known name
         pass
-    path = torch_checkpoints_dir() / filename
-    if not path.is_file():
-        raise HubMetricUnavailable(
-            f"LPIPS ({net}) needs torchvision's ImageNet backbone {filename} in {path.parent}, "
-            f"which is missing; fetch it on a machine with network access (`mkdir -p "
-            f"{path.parent} && curl -L -o {path} {url}`) or set TORCH_HOME to a folder that "
-            f"holds hub/checkpoints/{filename}"
-        )
+    path = _checkpoint(f"LPIPS ({net}) needs torchvision's ImageNet backbone", filename, url)
     return path
 
 

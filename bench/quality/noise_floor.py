@@ -33,6 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.core.cache import cache_dir
+from bench.models.digits.data import load_split
+from bench.quality.adherence import classify
 from bench.quality.distribution import DistributionConfig, DistributionScorer
 
 #: Draws per noise floor: enough for a usable standard deviation, cheap on the embedded models.
@@ -130,8 +133,6 @@ def measure(
         for name, value in scorer.score(sample, draw_labels).items():
             scores[name].append(value)
         if classifier is not None and pool_labels is not None:
-            from bench.quality.adherence import classify
-
             preds = classify(classifier, sample)
             accuracy.append(float((preds == pool_labels[idx]).float().mean()))
     out: dict[str, Any] = {name: _summary(vals) for name, vals in scores.items() if vals}
@@ -176,8 +177,6 @@ def cache_key(
 
 
 def _cache_path(key: str):
-    from bench.cache import cache_dir
-
     return cache_dir("noise_floor") / f"{key}.json"
 
 
@@ -255,7 +254,6 @@ def _split_labels(model: Any, split: str) -> torch.Tensor | None:
     labels_fn = getattr(model, "real_labels", None)
     if callable(labels_fn):
         return torch.as_tensor(labels_fn(split))
-    from bench.data import load_split
 
     try:
         labels = torch.from_numpy(load_split(split).labels.copy())  # type: ignore[arg-type]

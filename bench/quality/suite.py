@@ -12,7 +12,18 @@ from typing import Any
 
 import torch
 
-from bench.quality.config import QualityConfig
+from bench.core.quality_config import QualityConfig
+from bench.models.base import has_data, no_data_reason
+from bench.quality import noise_floor
+from bench.quality.distribution import DistributionConfig, classifier_scorer
+from bench.quality.hub import (
+    HubMetricUnavailable,
+    HubQuality,
+    inception_scorer,
+    inception_weights,
+    load_image_folder,
+)
+from bench.quality.noise_floor import real_labels
 
 
 class QualitySuite:
@@ -41,8 +52,6 @@ class QualitySuite:
         self._floors: dict[int, dict[str, Any] | None] = {}
         self._hub_metrics: Any = None
         if hub:
-            from bench.quality.hub import HubQuality
-
             self._hub_metrics = HubQuality(
                 self.config.clip_backbone, self.config.lpips_net, device=self.device
             )
@@ -54,14 +63,12 @@ class QualitySuite:
 
     def _real_images(self) -> torch.Tensor | None:
         if self.hub and self.config.real_images_dir:
-            from bench.quality.hub import load_image_folder
-
             return load_image_folder(self.config.real_images_dir)
-        try:
-            return self.model.real_images("heldout")
-        except Exception as exc:  # ModelError: this model has no real images
-            self._mark_distribution_unavailable(str(exc))
+        if not has_data(self.model):
+            self._mark_distribution_unavailable(
+                no_data_reason(self.model, "real images for distribution metrics"))
             return None
+        return self.model.real_images("heldout")
 
     def scorer(self) -> Any:
         """The run's :class:`~bench.quality.distribution.DistributionScorer`, or None (the
@@ -69,10 +76,9 @@ class QualitySuite:
         if self._scorer_tried:
             return self._scorer
         self._scorer_tried = True
-        dist = self.config.distribution()
+        dist = DistributionConfig(kid_subset_size=self.config.kid_subset_size,
+                                  kid_subsets=self.config.kid_subsets, seed=self.config.kid_seed)
         if self.hub:
-            from bench.quality.hub import HubMetricUnavailable, inception_scorer, inception_weights
-
             try:
                 inception_weights()
             except HubMetricUnavailable as exc:
@@ -92,8 +98,6 @@ class QualitySuite:
             real = self._real_images()
             if real is None:
                 return None
-            from bench.quality.distribution import classifier_scorer
-            from bench.quality.noise_floor import real_labels
 
             self._scorer = classifier_scorer(classifier, real, dist, real_labels(self.model, real))
         self._real = real
@@ -107,8 +111,6 @@ class QualitySuite:
         scorer = self.scorer()
         floor = None
         if seeds and scorer is not None:
-            from bench.quality import noise_floor
-
             if not self.hub:
                 floor = noise_floor.for_model(self.model, scorer, n, seeds, self.use_cache)
             else:

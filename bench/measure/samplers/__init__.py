@@ -1,19 +1,21 @@
 """Samplers: background readers of memory, utilisation, power and energy around the timed loop.
 
-``make_sampler(device)`` picks the right one: :class:`~bench.samplers.nvml.NVMLSampler` for
+``make_sampler(device)`` picks the right one: :class:`~bench.measure.samplers.nvml.NVMLSampler` for
 CUDA devices (which also reads everything the CPU sampler reads, and degrades to those
 readings, saying why, when NVML is missing or fails), :class:`CPUSampler` otherwise.
 """
 
 from collections.abc import Sequence
 
-from bench.samplers.base import Sampler, SamplerResult
-from bench.samplers.cpu import CPUSampler
+from bench.core.config import SAMPLE_INTERVAL_S
+from bench.measure.samplers.base import Sampler, SamplerResult
+from bench.measure.samplers.cpu import CPUSampler
+from bench.measure.samplers.nvml import NVMLSampler
 
-__all__ = ["CPUSampler", "Sampler", "SamplerResult", "make_sampler"]
+__all__ = ["CPUSampler", "NVMLSampler", "Sampler", "SamplerResult", "make_sampler"]
 
 #: Default polling interval (seconds); the protocol asks for at most 50 ms.
-DEFAULT_INTERVAL_S = 0.05
+DEFAULT_INTERVAL_S = SAMPLE_INTERVAL_S
 
 
 def make_sampler(
@@ -31,10 +33,5 @@ def make_sampler(
         mode: ``thread`` (default: measured to disturb the loop least) or ``process``.
     """
     if device.startswith("cuda"):
-        try:
-            from bench.samplers.nvml import NVMLSampler
-
-            return NVMLSampler(device, interval_s=interval_s, gpus=gpus, mode=mode)
-        except ImportError:
-            pass
+        return NVMLSampler(device, interval_s=interval_s, gpus=gpus, mode=mode)
     return CPUSampler(interval_s=interval_s, mode=mode)

@@ -28,10 +28,18 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from bench.samplers.timeseries import Span
+from bench.core.config import SAMPLE_INTERVAL_S
+from bench.measure.samplers.timeseries import (
+    Span,
+    count_summary,
+    in_span,
+    iteration_index,
+    samples_per_window,
+    span_bounds,
+    windows_of,
+)
 
 clock = time.perf_counter
 
@@ -85,7 +93,7 @@ class Sampler(ABC):
     #: Attributes that exist only in the polling context and are not sent to a child process.
     _transient: tuple[str, ...] = ()
 
-    def __init__(self, interval_s: float = 0.05, mode: str = "thread", batch_sched: bool = True) -> None:
+    def __init__(self, interval_s: float = SAMPLE_INTERVAL_S, mode: str = "thread", batch_sched: bool = True) -> None:
         if not isinstance(interval_s, (int, float)) or not interval_s > 0 or math.isinf(interval_s):
             raise ValueError(f"interval_s must be a finite number > 0, got {interval_s!r}")
         if mode not in MODES:
@@ -297,15 +305,6 @@ class Sampler(ABC):
             bounds: each timed iteration's (start, end); adds an ``iteration`` column (the
                 iteration a sample falls in, -1 outside the timed loop).
         """
-        from bench.samplers.timeseries import (
-            count_summary,
-            in_span,
-            iteration_index,
-            samples_per_window,
-            span_bounds,
-            windows_of,
-        )
-
         if images is not None and images < 0:
             raise ValueError(f"images must be >= 0, got {images}")
         keys = sorted({k for row in self._rows for k in row})

@@ -16,10 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.samplers import energy as _energy
-from bench.samplers import rapl as _rapl
-from bench.samplers.base import Sampler, clock
-from bench.samplers.timeseries import Span, in_window, mean, window_values
+from bench.core.config import SAMPLE_INTERVAL_S
+from bench.measure.samplers import energy as _energy
+from bench.measure.samplers import rapl as _rapl
+from bench.measure.samplers.base import Sampler, clock
+from bench.measure.samplers.timeseries import Span, in_window, mean, window_values
 
 MB = 2**20
 
@@ -77,10 +78,10 @@ class CPUSampler(Sampler):
 
     Args:
         interval_s: polling period in seconds.
-        mode: ``thread`` or ``process`` (see :class:`~bench.samplers.base.Sampler`).
+        mode: ``thread`` or ``process`` (see :class:`~bench.measure.samplers.base.Sampler`).
         pid: the process to watch (default: this one).
         rapl_root: the powercap directory RAPL zones are looked for in.
-        batch_sched: poll under ``SCHED_BATCH`` (see :class:`~bench.samplers.base.Sampler`).
+        batch_sched: poll under ``SCHED_BATCH`` (see :class:`~bench.measure.samplers.base.Sampler`).
     """
 
     source = "cpu"
@@ -88,7 +89,7 @@ class CPUSampler(Sampler):
 
     def __init__(
         self,
-        interval_s: float = 0.05,
+        interval_s: float = SAMPLE_INTERVAL_S,
         mode: str = "thread",
         pid: int | None = None,
         rapl_root: str | os.PathLike = _rapl.DEFAULT_ROOT,
@@ -213,29 +214,38 @@ class CPUSampler(Sampler):
                 est = _energy.EnergyEstimate(
                     None, "unavailable", self.missing.get("cpu_energy", "no RAPL reader")
                 )
-            out["cpu_energy"] = {
-                **_energy.figures(est.energy_j, window, images),
-                "method": est.method,
-                "reason": est.reason,
-                "samples_per_window": est.samples_per_window,
-                "scope": _rapl.SCOPE,
-            }
+            out["cpu_energy"] = {**est.summary(window, images), "scope": _rapl.SCOPE}
         return out
 
     def _summarize(
         self, series: dict[str, list[float]], window: Span | None, images: int | None
     ) -> dict[str, Any]:
+        """The CPU's figures, then the devices' (:meth:`_device_summary`), then the run's
+        energy over ``window`` at the top level (:meth:`_energy_summary`)."""
         out = self._cpu_summary(series, window, images)
         self.missing.pop("energy", None)
-        cpu_energy = out.get("cpu_energy")
-        if cpu_energy is None:
+        out.update(self._device_summary(series, window, images))
+        if window is None:
             self.missing["energy"] = "no window: energy needs the timed loop's start and end"
             return out
-        out.update({k: cpu_energy[k] for k in _PRIMARY if k in cpu_energy})
-        out["energy_scope"] = cpu_energy["scope"]
+        out.update(self._energy_summary(out, window, images))
+        return out
+
+    def _device_summary(
+        self, series: dict[str, list[float]], window: Span | None, images: int | None
+    ) -> dict[str, Any]:
+        """Figures of the devices besides the CPU (none here)."""
+        return {}
+
+    def _energy_summary(self, out: dict[str, Any], window: Span, images: int | None) -> dict[str, Any]:
+        """The top-level energy keys (:data:`_PRIMARY` and ``energy_scope``) from the summary
+        so far, ``out``: here the RAPL package energy."""
+        cpu_energy = out["cpu_energy"]
+        top = {k: cpu_energy[k] for k in _PRIMARY if k in cpu_energy}
+        top["energy_scope"] = cpu_energy["scope"]
         if cpu_energy["energy_j"] is None:
             self.missing["energy"] = cpu_energy["reason"]
-        return out
+        return top
 
 
 #: The energy keys every sampler's summary carries at the top level.

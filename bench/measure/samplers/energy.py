@@ -12,7 +12,7 @@ and the deltas (or integrals) of the windows are summed.
 
 Integrated power is attributed to a stack only from readings that resolve its calls: each
 window's integral uses the samples taken inside it alone (see
-:func:`~bench.samplers.timeseries.integrate`), so a window with no sample inside it makes
+:func:`~bench.measure.samplers.timeseries.integrate`), so a window with no sample inside it makes
 the estimate unavailable, and so does a power reading that averages over longer than the
 calls (NVML's 1 s average), since each of its readings mixes in what ran before the call.
 """
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.samplers.timeseries import (
+from bench.measure.samplers.timeseries import (
     Span,
     count_summary,
     counter_delta,
@@ -50,7 +50,7 @@ class EnergyEstimate:
             ``unavailable``.
         reason: why the estimate is unavailable, or why the counter was not used.
         samples_per_window: how many readings of the series the method used (or refused)
-            resolve each window, as :func:`~bench.samplers.timeseries.count_summary` gives
+            resolve each window, as :func:`~bench.measure.samplers.timeseries.count_summary` gives
             (min, median, max, windows, empty); None when there was no series.
     """
 
@@ -62,6 +62,16 @@ class EnergyEstimate:
     @property
     def ok(self) -> bool:
         return self.energy_j is not None
+
+    def summary(self, window: Span, images: int | None) -> dict[str, Any]:
+        """The estimate as a sampler's summary has it: the :func:`figures` over ``window``
+        and how they were obtained."""
+        return {
+            **figures(self.energy_j, window, images),
+            "method": self.method,
+            "reason": self.reason,
+            "samples_per_window": self.samples_per_window,
+        }
 
 
 def estimate(

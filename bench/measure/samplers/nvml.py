@@ -17,22 +17,31 @@ Nothing here may break a run: NVML absent, no GPU, permission denied, unsupporte
 a driver failing mid-run each leave a reason in ``missing`` and the run goes on.
 """
 
-from __future__ import annotations
-
 import importlib
 import math
-import os
 import sys
 import types
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-from bench.samplers import energy as _energy
-from bench.samplers.base import clock
-from bench.samplers.cpu import MB, CPUSampler
-from bench.samplers.timeseries import (
-    Counter,
+from bench.core.config import SAMPLE_INTERVAL_S
+from bench.measure.samplers import energy as _energy
+from bench.measure.samplers.base import clock
+from bench.measure.samplers.cpu import CPUSampler
+from bench.measure.samplers.nvml_device import (
+    FATAL,
+    MAX_ERRORS,
+    THROTTLE_REASONS,
+    Device,
+    DeviceField,
+    cuda_ordinal,
+    decode_throttle,
+    describe,
+    describe_error,
+    probe,
+    resolve,
+)
+from bench.measure.samplers.timeseries import (
     Span,
     count_summary,
     finite_pairs,
@@ -42,104 +51,6 @@ from bench.samplers.timeseries import (
     window_values,
     windows_of,
 )
-
-# NVML return codes (stable across versions of the C API).
-NOT_SUPPORTED = 3
-NO_PERMISSION = 4
-FUNCTION_NOT_FOUND = 13
-#: Errors after which a device answers nothing more: stop asking it.
-FATAL = {1, 9, 15, 16, 18, 28}  # uninitialized, driver not loaded, GPU lost, reset required,
-# library/driver version mismatch, GPU not found
-
-FIELD_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
-ARCH_AMPERE = 7  # NVML_DEVICE_ARCH_AMPERE
-#: Seconds ``nvmlDeviceGetPowerUsage`` averages over where NVML documents it as an average.
-AVERAGED_POWER_S = 1.0
-ENERGY_MODULUS = 2**64  # the counter is an unsigned 64-bit count of millijoules
-#: Largest believable counter step between two readings: 10 kW for an hour, in mJ. A larger
-#: "wrapped" step means the counter restarted (a driver reload), not that it wrapped.
-ENERGY_MAX_STEP_MJ = 10_000 * 3600 * 1000
-#: Consecutive failures after which a non-fatal field is given up.
-MAX_ERRORS = 3
-
-THROTTLE_REASONS = {
-    0x1: "gpu_idle",
-    0x2: "applications_clocks_setting",
-    0x4: "sw_power_cap",
-    0x8: "hw_slowdown",
-    0x10: "sync_boost",
-    0x20: "sw_thermal_slowdown",
-    0x40: "hw_thermal_slowdown",
-    0x80: "hw_power_brake_slowdown",
-    0x100: "display_clock_setting",
-}
-
-
-def decode_throttle(mask: int) -> list[str]:
-    """Names of the clock-event (throttle) reasons set in ``mask``."""
-    names = [name for bit, name in THROTTLE_REASONS.items() if mask & bit]
-    unknown = mask & ~sum(THROTTLE_REASONS)
-    return names + ([f"0x{unknown:x}"] if unknown else [])
-
-
-def describe_error(exc: BaseException) -> str:
-    """An NVML error as words, with its code where there is one."""
-    code = getattr(exc, "value", None)
-    try:
-        text = str(exc)
-    except Exception:  # pynvml's __str__ itself calls NVML
-        text = ""
-    text = text or type(exc).__name__
-    if code == NO_PERMISSION:
-        text += " (permission denied)"
-    return f"{text} [NVML error {code}]" if isinstance(code, int) else text
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _ordinal(device: str) -> int:
-    """``cuda`` -> 0, ``cuda:3`` -> 3."""
-    _, _, index = device.partition(":")
-    if not index:
-        return 0
-    if not index.isdigit():
-        raise ValueError(f"not a CUDA device: {device!r}")
-    return int(index)
-
-
-def _field_value(v: Any) -> float:
-    """The number in an ``nvmlFieldValue_t`` according to its ``valueType``."""
-    kind = int(getattr(v, "valueType", 1))
-    attr = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
-    return float(getattr(v.value, attr.get(kind, "uiVal")))
-
-
-@dataclass
-class _Field:
-    """One NVML reading of a device, producing one or more columns."""
-
-    name: str
-    read: Callable[[], dict[str, float]]
-    columns: tuple[str, ...]
-    errors: int = 0
-
-
-@dataclass
-class _Device:
-    """A sampled GPU: its CUDA ordinal, NVML handle and live fields."""
-
-    ordinal: int
-    handle: Any
-    info: dict[str, Any]
-    fields: dict[str, _Field] = field(default_factory=dict)
-    proc_seen: bool = False
-    counter: Counter | None = None
-
-    @property
-    def prefix(self) -> str:
-        return f"gpu{self.ordinal}."
 
 
 class NVMLSampler(CPUSampler):
@@ -164,7 +75,7 @@ class NVMLSampler(CPUSampler):
     def __init__(
         self,
         device: str = "cuda",
-        interval_s: float = 0.05,
+        interval_s: float = SAMPLE_INTERVAL_S,
         mode: str = "thread",
         gpus: Sequence[int] | None = None,
         nvml: Any = None,
@@ -175,7 +86,7 @@ class NVMLSampler(CPUSampler):
         if min_energy_window_s < 0:
             raise ValueError(f"min_energy_window_s must be >= 0, got {min_energy_window_s}")
         self.device = device
-        ordinals = sorted({int(g) for g in gpus}) if gpus else [_ordinal(device)]
+        ordinals = sorted({int(g) for g in gpus}) if gpus else [cuda_ordinal(device)]
         if any(g < 0 for g in ordinals):
             raise ValueError(f"CUDA ordinals must be >= 0, got {ordinals}")
         self.gpus = ordinals
@@ -183,7 +94,7 @@ class NVMLSampler(CPUSampler):
         self.min_energy_window_s = min_energy_window_s
         self._uuids: dict[int, str] = {}
         self._nv: Any = None
-        self._devices: list[_Device] = []
+        self._devices: list[Device] = []
         self._t_started = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -222,13 +133,13 @@ class NVMLSampler(CPUSampler):
             self.missing["nvml"] = "NVML sees no GPU"
             return
         for ordinal in self.gpus:
-            handle, how = self._resolve(ordinal, count)
+            handle, how = resolve(nv, ordinal, count, self._uuids.get(ordinal))
             if handle is None:
                 self.missing[f"gpu{ordinal}"] = how
                 continue
-            dev = _Device(ordinal, handle, {"mapping": how})
-            self._describe(dev)
-            self._probe(dev)
+            dev = Device(ordinal, handle, {"mapping": how})
+            describe(nv, dev)
+            self.missing.update(probe(nv, dev, self.pid))
             self._devices.append(dev)
             self.info["gpus"][str(ordinal)] = dev.info
 
@@ -242,179 +153,6 @@ class NVMLSampler(CPUSampler):
             self.missing["nvml"] = f"{name} (nvidia-ml-py) is not importable: {exc}"
             return None
 
-    def _resolve(self, ordinal: int, count: int) -> tuple[Any, str]:
-        """The NVML handle of CUDA device ``ordinal`` and how it was found (or None, why)."""
-        nv = self._nv
-        uuid = self._uuids.get(ordinal)
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if uuid:
-            handle = self._by_uuid(uuid, count)
-            if handle is not None:
-                return handle, f"by UUID {uuid} (from torch)"
-        try:
-            if visible is not None and visible.strip():
-                entries = [e.strip() for e in visible.split(",") if e.strip()]
-                if ordinal >= len(entries):
-                    return None, f"cuda:{ordinal} is not in CUDA_VISIBLE_DEVICES={visible!r}"
-                entry = entries[ordinal]
-                if entry.isdigit():
-                    return (
-                        nv.nvmlDeviceGetHandleByIndex(int(entry)),
-                        f"NVML index {entry} from CUDA_VISIBLE_DEVICES",
-                    )
-                handle = self._by_uuid(entry, count)
-                if handle is None:
-                    return None, f"no GPU with UUID {entry} (CUDA_VISIBLE_DEVICES={visible!r})"
-                return handle, f"by UUID {entry} from CUDA_VISIBLE_DEVICES"
-            if ordinal >= count:
-                return None, f"cuda:{ordinal} does not exist: NVML sees {count} GPU(s)"
-            note = (
-                "" if os.environ.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID"
-                else " (assumes CUDA's order matches NVML's PCI order; set CUDA_DEVICE_ORDER=PCI_BUS_ID to be sure)"
-            )
-            return nv.nvmlDeviceGetHandleByIndex(ordinal), f"NVML index {ordinal}{note}"
-        except Exception as exc:
-            return None, f"no NVML handle for cuda:{ordinal}: {describe_error(exc)}"
-
-    def _by_uuid(self, uuid: str, count: int) -> Any:
-        """The handle of the GPU whose UUID is ``uuid`` or starts with it (CUDA accepts
-        abbreviated UUIDs, NVML does not); None if there is none."""
-        nv = self._nv
-        try:
-            return nv.nvmlDeviceGetHandleByUUID(uuid)
-        except Exception:
-            pass
-        for index in range(count):
-            try:
-                handle = nv.nvmlDeviceGetHandleByIndex(index)
-                if _text(nv.nvmlDeviceGetUUID(handle)).startswith(uuid):
-                    return handle
-            except Exception:
-                continue
-        return None
-
-    def _describe(self, dev: _Device) -> None:
-        """Static facts: name, UUID, architecture, power limit, memory size."""
-        nv, h = self._nv, dev.handle
-        reads = {
-            "name": lambda: _text(nv.nvmlDeviceGetName(h)),
-            "uuid": lambda: _text(nv.nvmlDeviceGetUUID(h)),
-            "architecture": lambda: int(nv.nvmlDeviceGetArchitecture(h)),
-            "power_limit_w": lambda: nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000,
-            "memory_total_mb": lambda: nv.nvmlDeviceGetMemoryInfo(h).total / MB,
-        }
-        for key, read in reads.items():
-            try:
-                dev.info[key] = read()
-            except Exception as exc:
-                dev.info[key] = None
-                dev.info.setdefault("unreadable", {})[key] = describe_error(exc)
-
-    def _probe(self, dev: _Device) -> None:
-        """Try every field once; keep those that answer, record why the others do not."""
-        nv, h, pid = self._nv, dev.handle, self.pid
-        field_id = getattr(nv, "NVML_FI_DEV_POWER_INSTANT", FIELD_POWER_INSTANT)
-
-        def instant_power() -> dict[str, float]:
-            (value,) = nv.nvmlDeviceGetFieldValues(h, [field_id])
-            ret = int(getattr(value, "nvmlReturn", 0))
-            if ret != 0:
-                raise nv.NVMLError(ret)
-            return {"power_w": _field_value(value) / 1000}
-
-        def average_power() -> dict[str, float]:
-            return {"power_w": nv.nvmlDeviceGetPowerUsage(h) / 1000}
-
-        counter = Counter(scale=1e-3, modulus=ENERGY_MODULUS, max_step=ENERGY_MAX_STEP_MJ)
-        dev.counter = counter
-
-        def energy() -> dict[str, float]:
-            return {"energy_j": counter.update(nv.nvmlDeviceGetTotalEnergyConsumption(h))}
-
-        def memory() -> dict[str, float]:
-            return {"mem_used_mb": nv.nvmlDeviceGetMemoryInfo(h).used / MB}
-
-        def process_memory() -> dict[str, float]:
-            for proc in nv.nvmlDeviceGetComputeRunningProcesses(h):
-                if int(proc.pid) == pid:
-                    dev.proc_seen = True
-                    used = getattr(proc, "usedGpuMemory", None)
-                    return {"proc_mem_mb": used / MB if used is not None else math.nan}
-            return {"proc_mem_mb": math.nan}
-
-        def utilization() -> dict[str, float]:
-            rates = nv.nvmlDeviceGetUtilizationRates(h)
-            return {"util_gpu": float(rates.gpu), "util_mem": float(rates.memory)}
-
-        def temperature() -> dict[str, float]:
-            return {"temp_c": float(nv.nvmlDeviceGetTemperature(h, getattr(nv, "NVML_TEMPERATURE_GPU", 0)))}
-
-        def sm_clock() -> dict[str, float]:
-            return {"sm_clock_mhz": float(nv.nvmlDeviceGetClockInfo(h, getattr(nv, "NVML_CLOCK_SM", 1)))}
-
-        reasons_call = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
-
-        def throttle() -> dict[str, float]:
-            return {"throttle": float(reasons_call(h))}
-
-        candidates: list[tuple[str, list[Callable[[], dict[str, float]]]]] = [
-            ("power", [instant_power, average_power]),
-            ("energy", [energy]),
-            ("memory", [memory]),
-            ("process_memory", [process_memory]),
-            ("utilization", [utilization]),
-            ("temperature", [temperature]),
-            ("sm_clock", [sm_clock]),
-            ("throttle", [throttle]),
-        ]
-        for name, reads in candidates:
-            errors = []
-            for read in reads:
-                try:
-                    values = read()
-                except Exception as exc:
-                    errors.append(f"{read.__name__}: {describe_error(exc)}")
-                    continue
-                if read is instant_power and not values["power_w"] > 0:
-                    errors.append(f"instant_power: read {values['power_w']} W")
-                    continue
-                columns = tuple(values)
-                dev.fields[name] = _Field(name, read, columns)
-                if name == "power":
-                    dev.info["power_source"] = self._power_source(dev, read is instant_power, errors)
-                    averaging = self._power_averaging_s(dev, read is instant_power)
-                    dev.info["power_averaging_s"] = averaging
-                break
-            else:
-                self.missing[f"{dev.prefix}{name}"] = "; ".join(errors)
-
-    @staticmethod
-    def _power_source(dev: _Device, instant: bool, errors: list[str]) -> str:
-        if instant:
-            return "instant (NVML_FI_DEV_POWER_INSTANT)"
-        arch, name = dev.info.get("architecture"), str(dev.info.get("name") or "")
-        ga100 = any(tag in name for tag in ("A100", "A30"))
-        if arch is None or arch >= 0xFFFFFFFF:
-            window = "a 1 s average on Ampere (except GA100) and newer, instantaneous on older GPUs"
-        elif arch >= ARCH_AMPERE and not ga100:
-            window = "a 1 s average on this GPU"
-        else:
-            window = "instantaneous on this GPU (GA100 and older)"
-        why = f"; instant field unavailable: {errors[0]}" if errors else ""
-        return f"nvmlDeviceGetPowerUsage, {window}{why}"
-
-    @staticmethod
-    def _power_averaging_s(dev: _Device, instant: bool) -> float:
-        """Seconds the power reading averages over: 0 for an instant one, 1 s for
-        ``nvmlDeviceGetPowerUsage`` unless the GPU is known to read it instantly (GA100 and
-        older); an unknown architecture is taken as averaged, since it may be."""
-        if instant:
-            return 0.0
-        arch, name = dev.info.get("architecture"), str(dev.info.get("name") or "")
-        ga100 = any(tag in name for tag in ("A100", "A30"))
-        if arch is not None and arch < 0xFFFFFFFF and (arch < ARCH_AMPERE or ga100):
-            return 0.0
-        return AVERAGED_POWER_S
 
     def _sample(self) -> dict[str, float]:
         row = super()._sample()
@@ -429,7 +167,7 @@ class NVMLSampler(CPUSampler):
                 row.update({dev.prefix + k: v for k, v in values.items()})
         return row
 
-    def _failed(self, dev: _Device, fld: _Field, exc: BaseException) -> None:
+    def _failed(self, dev: Device, fld: DeviceField, exc: BaseException) -> None:
         """A field that worked at the start failed: give it (or the device) up when it must."""
         fld.errors += 1
         code = getattr(exc, "value", None)
@@ -527,43 +265,39 @@ class NVMLSampler(CPUSampler):
                     power_averaging_s=lag,
                     min_window_s=self.min_energy_window_s,
                 )
-            out["energy"] = {
-                **_energy.figures(est.energy_j, window, images),
-                "method": est.method,
-                "reason": est.reason,
-                "samples_per_window": est.samples_per_window,
-            }
+            out["energy"] = est.summary(window, images)
         return out
 
-    def _summarize(
+    def _device_summary(
         self, series: dict[str, list[float]], window: Span | None, images: int | None
     ) -> dict[str, Any]:
-        out = self._cpu_summary(series, window, images)
-        self.missing.pop("energy", None)
-        gpus = {str(k): self._gpu_summary(k, series, window, images) for k in self.gpus}
-        out["gpus"] = gpus
-        out["device_mem_peak_mb"] = self._summed_peak(series, "mem_used_mb", window)
-        out["process_mem_peak_mb"] = self._summed_peak(series, "proc_mem_mb", window)
-        if window is None:
-            self.missing["energy"] = "no window: energy needs the timed loop's start and end"
-            return out
+        """Each GPU's figures, and device memory peaks summed across the GPUs."""
+        return {
+            "gpus": {str(k): self._gpu_summary(k, series, window, images) for k in self.gpus},
+            "device_mem_peak_mb": self._summed_peak(series, "mem_used_mb", window),
+            "process_mem_peak_mb": self._summed_peak(series, "proc_mem_mb", window),
+        }
+
+    def _energy_summary(self, out: dict[str, Any], window: Span, images: int | None) -> dict[str, Any]:
+        """The GPUs' energy summed (the CPU's is left out: NVML measures the boards)."""
+        gpus = out["gpus"]
         energies = [g["energy"] for g in gpus.values()]
         if all(e["energy_j"] is not None for e in energies):
             total = sum(e["energy_j"] for e in energies)
             methods = sorted({e["method"] for e in energies})
-            out.update({k: v for k, v in _energy.figures(total, window, images).items()})
-            out["method"] = methods[0] if len(methods) == 1 else "mixed: " + ", ".join(methods)
+            top = _energy.figures(total, window, images)
+            top["method"] = methods[0] if len(methods) == 1 else "mixed: " + ", ".join(methods)
             notes = sorted({e["reason"] for e in energies if e["reason"]})
             if notes:
-                out["energy_note"] = "; ".join(notes)
+                top["energy_note"] = "; ".join(notes)
         else:
-            out.update(_energy.figures(None, window, images))
-            out["method"] = "unavailable"
+            top = _energy.figures(None, window, images)
+            top["method"] = "unavailable"
             self.missing["energy"] = "; ".join(
                 f"cuda:{k}: {g['energy']['reason']}" for k, g in gpus.items() if g["energy"]["energy_j"] is None
             )
-        out["energy_scope"] = "GPU board power via NVML, GPUs " + ", ".join(f"cuda:{k}" for k in gpus)
-        return out
+        top["energy_scope"] = "GPU board power via NVML, GPUs " + ", ".join(f"cuda:{k}" for k in gpus)
+        return top
 
     def _summed_peak(self, series: dict[str, list[float]], name: str, window: Span | None) -> float | None:
         """Peak over samples of the column ``name`` summed across GPUs (None if any GPU lacks it)."""

@@ -3,7 +3,7 @@
 Each CPU package appears as a top-level zone ``/sys/class/powercap/intel-rapl:N`` (AMD Zen
 uses the same driver and names) whose ``name`` is ``package-N``. ``energy_uj`` is a
 microjoule counter that wraps at ``max_energy_range_uj`` (every few minutes under load), so
-readings go through :class:`~bench.samplers.timeseries.Counter`. Since Linux 5.10 the
+readings go through :class:`~bench.measure.samplers.timeseries.Counter`. Since Linux 5.10 the
 counter is readable by root only (CVE-2020-8694, the PLATYPUS side channel); where it is
 not readable the reader says so and what to do.
 
@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.samplers.timeseries import Counter
+from bench.measure.samplers.timeseries import Counter
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.samplers.base import SamplerResult
+from bench.measure.samplers.base import SamplerResult
+from bench.measure.samplers.timeseries import in_span, windows_of
 
 META_KEY = "accelbench.series"
 FORMAT = "accelbench.series/1"
@@ -105,10 +107,6 @@ def write(result: SamplerResult, path: str | os.PathLike, extra: dict[str, Any] 
 def restrict(result: SamplerResult, windows: list[tuple[float, float]]) -> SamplerResult:
     """``result`` with only the samples taken inside ``windows`` (one stack's own calls when
     several stacks were timed in alternation); the summary is kept as it is."""
-    from dataclasses import replace
-
-    from bench.samplers.timeseries import in_span, windows_of
-
     if not windows:
         return result
     spans = windows_of(windows)

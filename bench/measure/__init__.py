@@ -1,0 +1,1 @@
+"""The measurement engine: orchestration, hot loop, schedules, arms, samplers, memory, FLOPs, environment."""
