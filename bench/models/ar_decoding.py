@@ -29,71 +29,22 @@ every decoding algorithm needs and nothing model-specific:
   levels, VQ codebook entries...); the model's network maps them to its own inputs and
   returns logits over them, so prompt and other non-image tokens can never be generated.
 
-Decoding statistics
--------------------
-Every generation call adds its counts to ``model.notes["decoding"]``, a flat JSON-able dict
-(summed over the calls since the model was loaded, cloned or changed). Keys:
-
-``decoder``
-    the decoding algorithm (``autoregressive``, ``zipar``, ``sjd``, ``speculative``).
-``tokens``
-    image tokens generated.
-``images``
-    images generated.
-``forward_passes``
-    forward passes of the target network (batched calls: one pass serves every image of the
-    batch), the prompt's prefill included.
-``image_forward_passes``
-    target forward passes counted once per image they advanced (an image that is finished
-    no longer counts).
-``forward_passes_per_image``
-    ``image_forward_passes / images``: the sequential forward passes one image needs
-    (64 for plain decoding of an 8x8 digit, whatever the batch size).
-``tokens_per_forward``
-    ``tokens / image_forward_passes``: tokens an image gains per target forward pass
-    (1.0 for plain decoding).
-``draft_forward_passes``
-    forward passes of the draft network (speculative decoding).
-``draft_proposed``, ``draft_accepted``, ``draft_checked``
-    draft tokens offered to the target for verification, kept by it, and checked before the
-    first rejection of each round (speculative and Jacobi decoding).
-``acceptance_rate``
-    ``draft_accepted / draft_proposed``: share of proposed draft tokens accepted.
-``token_acceptance``
-    ``draft_accepted / draft_checked``: probability that a checked draft token is accepted.
-``acceptance_per_iteration``
-    speculative Jacobi decoding: acceptance rate of the i-th Jacobi iteration of a call
-    (i = 0, 1, ..., at most :data:`ITERATION_SLOTS` entries, the last collecting the rest),
-    with its raw sums in ``accepted_per_iteration`` and ``proposed_per_iteration``.
-
-Keys that do not apply to a decoder are absent.
+The counts each call adds to ``model.notes["decoding"]`` are described in
+:mod:`bench.models.ar_stats`.
 """
 
 from __future__ import annotations
 
-import inspect
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
+from bench.core.errors import ModelError
+from bench.models.ar_networks import GuidedNetwork, Stream, TokenNetwork, cache_keyword, crop_cache
+from bench.models.ar_stats import ITERATION_SLOTS, DecodingStats, add_stats, merge_stats
 from bench.models.base import StepCallback
-
-#: Jacobi iterations tracked one by one in ``acceptance_per_iteration``.
-ITERATION_SLOTS = 16
-#: The counters summed across calls (everything else is derived from them).
-_SUMMED = (
-    "tokens",
-    "images",
-    "forward_passes",
-    "image_forward_passes",
-    "draft_forward_passes",
-    "draft_proposed",
-    "draft_accepted",
-    "draft_checked",
-)
 
 
 # -- sampling settings -------------------------------------------------------------------
@@ -113,226 +64,9 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise ModelError(f"temperature must be > 0, got {self.temperature}")
         if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0: no top-k filtering), got {self.top_k}")
-
-
-# -- networks --------------------------------------------------------------------------------
-class TokenNetwork(ABC):
-    """One network of an image-token model (the target or a draft) as the loop runs it.
-
-    Attributes:
-        module: the ``nn.Module`` (its parameters' dtype decides the mask's dtype).
-        vocab: number of image-token indices its logits cover.
-    """
-
-    module: torch.nn.Module
-    vocab: int
-
-    @abstractmethod
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        positions: torch.Tensor,
-        mask: torch.Tensor | None,
-        cache: Any,
-        prompt: bool = False,
-    ) -> torch.Tensor:
-        """Logits ``(B, q, vocab)`` (float32) for query tokens ``(B, q)`` at sequence
-        ``positions`` ``(B, q)``, appending their keys and values to ``cache`` (None:
-        no cache, the queries are the whole sequence). ``mask`` is an additive 4-D mask
-        ``(B, 1, q, cached + q)`` or None for plain causal attention. With ``prompt=True``
-        the tokens are prompt tokens (the model's own prompt vocabulary), else image-token
-        indices."""
-
-    def new_cache(self) -> Any:
-        """An empty KV cache for this network."""
-        from transformers import DynamicCache
-
-        return DynamicCache()
-
-    def forward_sequence(self, prompt: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The logits ``(B, vocab)`` after the prompt ``(B, P)`` and image tokens ``(B, n)``,
-        computed from scratch (the uncached reference: nothing is kept between calls)."""
-        b, p = prompt.shape
-        cache = self.new_cache()
-        pos = torch.arange(p, device=prompt.device).expand(b, p)
-        logits = self.forward(prompt, pos, None, cache, prompt=True)
-        if tokens.shape[1]:
-            pos = torch.arange(p, p + tokens.shape[1], device=prompt.device).expand(b, -1)
-            logits = self.forward(tokens, pos, None, cache)
-        return logits[:, -1]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the network's floating-point parameters."""
-        for p in self.module.parameters():
-            if p.is_floating_point():
-                return p.dtype
-        return torch.float32
-
-
-def cache_keyword(module: torch.nn.Module) -> str:
-    """The keyword under which ``module.forward`` takes its KV cache (``cache`` in recent
-    transformers, ``past_key_values`` before)."""
-    params = inspect.signature(module.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def crop_cache(cache: Any, length: int) -> None:
-    """Keep the first ``length`` entries of every layer of a transformers cache."""
-    for layer in getattr(cache, "layers", []):
-        keys = getattr(layer, "keys", None)
-        if keys is not None and keys.numel() and keys.shape[-2] > length:
-            layer.keys = keys[..., :length, :]
-            layer.values = layer.values[..., :length, :]
-
-
-class GuidedNetwork(TokenNetwork):
-    """Classifier-free guidance around a network: every forward pass runs the conditional
-    and the unconditional prompt in one doubled batch and returns
-    ``uncond + scale * (cond - uncond)`` (as Janus and Emu3 generate images).
-
-    Args:
-        base: the network.
-        scale: the guidance scale (> 1).
-        uncond_prompt: the unconditional prompt tokens ``(B, P)`` (same shape as the prompt).
-    """
-
-    def __init__(self, base: TokenNetwork, scale: float, uncond_prompt: torch.Tensor) -> None:
-        self.base, self.scale, self.uncond_prompt = base, float(scale), uncond_prompt
-        self.module, self.vocab = base.module, base.vocab
-
-    def new_cache(self) -> Any:
-        return self.base.new_cache()
-
-    def forward(self, tokens, positions, mask, cache, prompt=False):
-        other = self.uncond_prompt if prompt else tokens
-        both = torch.cat([tokens, other.to(tokens.device)])
-        logits = self.base.forward(
-            both,
-            torch.cat([positions, positions]),
-            None if mask is None else torch.cat([mask, mask]),
-            cache,
-            prompt=prompt,
-        )
-        cond, uncond = logits.chunk(2)
-        return uncond + self.scale * (cond - uncond)
-
-
-# -- streams: a network, its KV cache and what each cached entry is -------------------------
-class Stream:
-    """A network decoding a batch, with its KV cache and per-entry bookkeeping.
-
-    Every cached entry has a sequence position and a visibility flag per image. A query at
-    position ``p`` attends to the visible entries at positions ``<= p`` and to itself.
-    Entries of rejected drafts or auxiliary queries are made invisible (and dropped from
-    the end of the cache when no image needs them).
-
-    Attributes:
-        forwards: forward passes run so far.
-    """
-
-    def __init__(self, net: TokenNetwork, batch: int, device: torch.device, use_cache: bool = True):
-        self.net = net
-        self.batch = batch
-        self.device = device
-        self.use_cache = use_cache
-        self.cache = net.new_cache() if use_cache else None
-        self.pos = torch.empty(batch, 0, dtype=torch.long, device=device)
-        self.visible = torch.empty(batch, 0, dtype=torch.bool, device=device)
-        self.forwards = 0
-        self._plain = True  # every entry visible and positions increasing along the cache
-        self._last = 0  # index of the first entry of the latest block
-
-    @property
-    def length(self) -> int:
-        """Entries in the cache."""
-        return int(self.pos.shape[1])
-
-    def prefill(self, prompt: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Run the prompt ``(B, P)`` at positions ``start..start+P-1``; the logits ``(B, V)``
-        of its last position (the distribution of the first image token)."""
-        b, p = prompt.shape
-        positions = torch.arange(start, start + p, device=self.device).expand(b, p)
-        keep = torch.ones(b, p, dtype=torch.bool, device=self.device)
-        return self.run(prompt, positions, keep, prompt=True)[:, -1]
-
-    def run(
-        self, tokens: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor, prompt: bool = False
-    ) -> torch.Tensor:
-        """Append query ``tokens`` ``(B, q)`` at ``positions`` and return their logits
-        ``(B, q, V)``. ``keep`` ``(B, q)``: whether each query is a real token that later
-        queries (and the other queries of this block at later positions) may see; a query
-        with ``keep=False`` (padding, an auxiliary query) sees the context but no one sees it.
-        """
-        if not self.use_cache:
-            raise RuntimeError("this stream has no KV cache; use run_uncached")
-        tokens = tokens.to(self.device)
-        positions = positions.to(self.device)
-        keep = keep.to(self.device)
-        b, q = tokens.shape
-        old = self.length
-        all_pos = torch.cat([self.pos, positions], dim=1)
-        all_vis = torch.cat([self.visible, keep], dim=1)
-        plain = (
-            self._plain
-            and bool(keep.all())
-            and (old == 0 or bool((positions[:, 0] > self.pos[:, -1]).all()))
-            and (q == 1 or bool((positions[:, 1:] > positions[:, :-1]).all()))
-        )
-        mask = None if plain else self._mask(all_pos, all_vis, positions, old)
-        logits = self.net.forward(tokens, positions, mask, self.cache, prompt=prompt)
-        self.pos, self.visible, self._plain, self._last = all_pos, all_vis, plain, old
-        self.forwards += 1
-        return logits
-
-    def _mask(self, all_pos, all_vis, positions, old) -> torch.Tensor:
-        b, q = positions.shape
-        allowed = all_vis[:, None, :] & (all_pos[:, None, :] <= positions[:, :, None])
-        own = torch.arange(q, device=self.device)
-        allowed[:, own, old + own] = True
-        dtype = self.net.dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
-        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-        return mask.unsqueeze(1)
-
-    def forget(self, drop: torch.Tensor) -> None:
-        """Make entries of the latest block invisible: ``drop`` ``(B, q)`` over that block
-        (True: drop). Trailing entries no image can see are removed from the cache."""
-        self.hide(self._last, drop)
-
-    def hide(self, start: int, drop: torch.Tensor) -> None:
-        """Make the entries ``start .. start + w - 1`` invisible where ``drop`` ``(B, w)`` is
-        True; trailing entries no image can see are removed from the cache."""
-        drop = drop.to(self.device)
-        if not bool(drop.any()):
-            return
-        if start < 0 or start + drop.shape[1] > self.length:
-            raise IndexError(f"entries {start}..{start + drop.shape[1] - 1} are not in the cache")
-        self.visible[:, start : start + drop.shape[1]] &= ~drop
-        self._plain = False
-        self._trim()
-
-    def _trim(self) -> None:
-        used = self.visible.any(dim=0).nonzero()
-        keep = int(used.max()) + 1 if len(used) else 0
-        if keep < self.length:
-            crop_cache(self.cache, keep)
-            self.pos = self.pos[:, :keep]
-            self.visible = self.visible[:, :keep]
-            self._last = min(self._last, keep)
-        if bool(self.visible.all()) and (
-            self.length < 2 or bool((self.pos[:, 1:] > self.pos[:, :-1]).all())
-        ):
-            self._plain = True
-
-    def run_uncached(self, prompt: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Without a KV cache: run the prompt and the image ``tokens`` ``(B, n)`` decoded so
-        far as one sequence and return the logits ``(B, V)`` of its last position."""
-        self.forwards += 1
-        return self.net.forward_sequence(prompt, tokens)
+            raise ModelError(f"top_k must be >= 0 (0: no top-k filtering), got {self.top_k}")
 
 
 # -- per-image randomness --------------------------------------------------------------------
@@ -364,68 +98,6 @@ class RowRandom:
 
 
 # -- the session -------------------------------------------------------------------------------
-@dataclass
-class DecodingStats:
-    """Counts of one generation call (see the module docstring for their meaning)."""
-
-    decoder: str = "autoregressive"
-    tokens: int = 0
-    images: int = 0
-    forward_passes: int = 0
-    image_forward_passes: int = 0
-    draft_forward_passes: int = 0
-    draft_proposed: int = 0
-    draft_accepted: int = 0
-    draft_checked: int = 0
-    accepted_per_iteration: list[int] = field(default_factory=list)
-    proposed_per_iteration: list[int] = field(default_factory=list)
-    uses_draft: bool = False
-
-    def iteration(self, index: int, accepted: int, proposed: int) -> None:
-        """Add one Jacobi iteration's counts (summed over the images it advanced)."""
-        slot = min(index, ITERATION_SLOTS - 1)
-        while len(self.accepted_per_iteration) <= slot:
-            self.accepted_per_iteration.append(0)
-            self.proposed_per_iteration.append(0)
-        self.accepted_per_iteration[slot] += int(accepted)
-        self.proposed_per_iteration[slot] += int(proposed)
-
-
-def merge_stats(total: dict[str, Any], call: DecodingStats) -> dict[str, Any]:
-    """Add one call's counts to the running ``notes["decoding"]`` dict and recompute the
-    derived figures; returns ``total`` (changed in place)."""
-    if total.get("decoder") not in (None, call.decoder):
-        total.clear()  # another decoder now: the old counts describe something else
-    total["decoder"] = call.decoder
-    keys = ["tokens", "images", "forward_passes", "image_forward_passes"]
-    if call.uses_draft:
-        keys.append("draft_forward_passes")
-    if call.uses_draft or call.draft_proposed or call.proposed_per_iteration:
-        keys += ["draft_proposed", "draft_accepted", "draft_checked"]
-    for key in keys:
-        total[key] = total.get(key, 0) + getattr(call, key)
-    images, passes = total.get("images", 0), total.get("image_forward_passes", 0)
-    total["forward_passes_per_image"] = passes / images if images else None
-    total["tokens_per_forward"] = total["tokens"] / passes if passes else None
-    if call.proposed_per_iteration or "proposed_per_iteration" in total:
-        for key in ("accepted_per_iteration", "proposed_per_iteration"):
-            mine, theirs = list(total.get(key, [])), list(getattr(call, key))
-            width = max(len(mine), len(theirs))
-            mine += [0] * (width - len(mine))
-            theirs += [0] * (width - len(theirs))
-            total[key] = [a + b for a, b in zip(mine, theirs, strict=True)]
-        total["acceptance_per_iteration"] = [
-            round(a / p, 4) if p else None
-            for a, p in zip(total["accepted_per_iteration"], total["proposed_per_iteration"],
-                            strict=True)
-        ]
-    if total.get("draft_proposed"):
-        total["acceptance_rate"] = total["draft_accepted"] / total["draft_proposed"]
-        checked = total.get("draft_checked", 0)
-        total["token_acceptance"] = total["draft_accepted"] / checked if checked else None
-    return total
-
-
 class Decoder(Protocol):
     """A decoding algorithm: fills ``session.out`` for every image of the session.
 
@@ -678,7 +350,7 @@ def check_call_args(args: dict[str, Any], known: set[str] | frozenset[str], name
     """Refuse generation arguments a model does not know, naming the known ones."""
     unknown = sorted(set(args) - set(known))
     if unknown:
-        raise ValueError(
+        raise ModelError(
             f"unknown generation argument(s) {unknown} for {name}; known: {sorted(known)}"
         )
 
@@ -709,9 +381,9 @@ def run_decoder(
     """
     use_cache = bool(args.get("use_cache", True))
     if decoder.needs_cache and not use_cache:
-        raise ValueError(f"{decoder.name} decoding needs the KV cache (use_cache=True)")
+        raise ModelError(f"{decoder.name} decoding needs the KV cache (use_cache=True)")
     if decoder.needs_draft and draft is None:
-        raise ValueError(f"{decoder.name} decoding needs a draft model; none is attached")
+        raise ModelError(f"{decoder.name} decoding needs a draft model; none is attached")
     sampling = sampling_from(args)
     total = DecodingStats(decoder=decoder.name, uses_draft=decoder.needs_draft)
     outs = []
@@ -729,7 +401,7 @@ def run_decoder(
         if bool((session.out < 0).any()):
             raise RuntimeError(f"{decoder.name} decoding left tokens undecided")
         outs.append(session.out)
-        _add(total, session.stats)
+        add_stats(total, session.stats)
     total.decoder = decoder.name
     return torch.cat(outs), total
 
@@ -744,14 +416,6 @@ class _Counter:
         if self.callback is not None:
             self.callback(self.n)
         self.n += 1
-
-
-def _add(total: DecodingStats, part: DecodingStats) -> None:
-    for key in _SUMMED:
-        setattr(total, key, getattr(total, key) + getattr(part, key))
-    for i, (a, p) in enumerate(zip(part.accepted_per_iteration, part.proposed_per_iteration,
-                                   strict=True)):
-        total.iteration(i, a, p)
 
 
 __all__ = [

@@ -1,29 +1,40 @@
-"""The protocol every reference model follows, so strategies and the harness never care which.
+"""The protocols reference models follow, by role, so strategies and the harness never care
+which model they hold.
 
-A :class:`ReferenceModel` wraps a loaded generator. Strategies change the modules it exposes
-(``denoiser``, ``text_encoder``, ``decoder``) or the call arguments it generates with; the
-harness only calls :meth:`ReferenceModel.generate`.
+* :class:`ReferenceModel`, the *generator* protocol, which every model implements: a loaded
+  generator whose modules (``denoiser``, ``text_encoder``, ``decoder``) or call arguments
+  strategies change; the harness only calls :meth:`ReferenceModel.generate`.
+* :class:`DataDomain`, for models with a domain of real data (the embedded digits models):
+  real images for distribution metrics and training batches for strategies that train.
+* :class:`TokenModel`, for autoregressive image-token models (``kind ==
+  ModelKind.AUTOREGRESSIVE``), so that decoding strategies never import a model's module:
+  :attr:`~TokenModel.tokens_per_image`, :attr:`~TokenModel.token_grid`,
+  :meth:`~TokenModel.set_decoder` (the decoding hook: a decoder from
+  :mod:`bench.models.ar_decoding` or a strategy replaces plain token-by-token decoding) and
+  :meth:`~TokenModel.default_draft` (the draft network of speculative decoding);
+  :class:`TokenData` adds token sequences for training (:meth:`~TokenData.token_batches`,
+  :meth:`~TokenData.token_sequences`).
 
-Autoregressive image-token models (``kind == "autoregressive"``) also answer the *token
-protocol*, so that decoding and training strategies never import a model's module:
-:attr:`~ReferenceModel.tokens_per_image`, :attr:`~ReferenceModel.token_grid`,
-:meth:`~ReferenceModel.decoding_reason` and :meth:`~ReferenceModel.set_decoder` (the
-decoding hook: a decoder from :mod:`bench.models.ar_decoding` or a strategy replaces plain
-token-by-token decoding), :meth:`~ReferenceModel.default_draft` (the draft network of
-speculative decoding), :meth:`~ReferenceModel.token_batches` and
-:meth:`~ReferenceModel.token_sequences` (token sequences for training). Every other model
-keeps the defaults below, which say in words that it has none of these.
+Ask whether a model plays a role with :func:`has_data`, :func:`has_tokens` and
+:func:`has_token_data` (or ``isinstance``); :func:`no_data_reason` and :func:`decoding_reason`
+say in words why it does not.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+
+from bench.core.errors import ModelError
+from bench.core.kinds import ModelKind
+from bench.models import provenance
+from bench.models.sharing import shared_copy, version_sum
 
 #: Called after every denoising (or decoding) step with the step index.
 StepCallback = Callable[[int], None]
@@ -50,12 +61,13 @@ class ModelSpec:
 
 @dataclass
 class ReferenceModel(ABC):
-    """A loaded image generator and everything a benchmark needs around it.
+    """The generator protocol: a loaded image generator and everything a benchmark needs
+    around it.
 
     Attributes:
         name: registry name, e.g. ``digits-unet``.
-        kind: ``diffusion-unet``, ``diffusion-dit`` or ``autoregressive``: strategies use it to
-            decide whether they apply.
+        kind: a :class:`~bench.core.kinds.ModelKind` (a plain string is converted):
+            strategies use it to decide whether they apply.
         device: where the model runs.
         dtype: the dtype of the model's weights.
         call_args: default keyword arguments of :meth:`generate` (steps, guidance, ...);
@@ -66,7 +78,7 @@ class ReferenceModel(ABC):
     """
 
     name: str
-    kind: str
+    kind: ModelKind
     device: torch.device
     dtype: torch.dtype = torch.float32
     call_args: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +104,12 @@ class ReferenceModel(ABC):
     #: Attributes holding networks that score the model's images rather than generate them
     #: (not counted as the model's weights).
     scoring_attrs: ClassVar[tuple[str, ...]] = ("_classifier",)
+    #: Why a model that is not a :class:`DataDomain` has no data, where there is more to say
+    #: than that it comes with none (see :func:`no_data_reason`).
+    no_data: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        self.kind = ModelKind(self.kind)
 
     # -- generation -------------------------------------------------------------------
     @abstractmethod
@@ -128,90 +146,28 @@ class ReferenceModel(ABC):
     def set_component(self, role: str, module: torch.nn.Module) -> None:
         """Replace the module playing ``role`` (a key of :meth:`components`)."""
 
-    # -- data the quality metrics and training strategies need -----------------------
+    # -- prompts and scoring -----------------------------------------------------------
     @abstractmethod
     def prompts(self, n: int) -> tuple[list[str], list[int]]:
         """``n`` benchmark prompts and, where the domain has them, their class labels."""
-
-    @abstractmethod
-    def real_images(self, split: str = "heldout") -> torch.Tensor:
-        """Real images of the model's domain (float NCHW in [0, 1]) for distribution metrics."""
-
-    @abstractmethod
-    def train_batches(
-        self, batch_size: int, seed: int = 0
-    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        """An endless iterator of (images in [0, 1], prompts) from the model's training data."""
 
     def classifier(self) -> torch.nn.Module | None:
         """A classifier of the domain (logits over classes) used for prompt adherence and
         as the feature extractor of FID/KID; None where the domain has none."""
         return None
 
-    # -- the token protocol (autoregressive image-token models) ------------------------
-    @property
-    def tokens_per_image(self) -> int | None:
-        """Tokens generated per image by a token model; None for models that do not
-        generate tokens."""
-        return None
+    # -- compatibility: callers that predate the role split -----------------------------
+    def real_images(self, split: str = "heldout") -> torch.Tensor:
+        """Real images of a :class:`DataDomain`; every other model raises
+        :class:`ModelError` saying why (ask :func:`has_data` instead of calling this)."""
+        raise ModelError(no_data_reason(self, "real images for distribution metrics"))
 
-    @property
-    def token_grid(self) -> tuple[int, int] | None:
-        """(rows, cols) of the image-token grid a token model writes in raster order;
-        None for models without one."""
-        return None
-
-    def decoding_reason(self) -> str | None:
-        """Why :meth:`set_decoder` cannot be used on this model, in words; None when it can
-        (the model decodes through :mod:`bench.models.ar_decoding`)."""
-        return (
-            f"{self.name} ({self.kind}) does not generate image tokens one decoding step at a "
-            "time, so it has no decoding loop to replace"
-        )
-
-    def set_decoder(self, decoder: Any) -> None:
-        """Decode with ``decoder`` (an :class:`bench.models.ar_decoding.Decoder`; None:
-        plain autoregressive decoding) from now on.
-
-        Raises:
-            NotImplementedError: the model has no decoding loop (see :meth:`decoding_reason`).
-        """
-        raise NotImplementedError(self.decoding_reason())
-
-    def default_draft(self) -> torch.nn.Module:
-        """A fresh draft network for speculative decoding (smaller than the model's own
-        network, same vocabulary), as shipped with the model.
-
-        Raises:
-            NotImplementedError: the model has no draft; the message says why.
-            FileNotFoundError: the draft's weights are missing; the message names the
-                command that makes them.
-        """
-        raise NotImplementedError(
-            f"{self.name} ({self.kind}) has no draft model: speculative decoding needs a "
-            "token model with a smaller draft network"
-        )
-
-    def token_batches(self, batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]:
-        """Endless shuffled batches of training token sequences ``(batch, length)`` (prompt
-        tokens, then image tokens) of a token model.
-
-        Raises:
-            NotImplementedError: the model has no token training data.
-        """
-        raise NotImplementedError(f"{self.name} ({self.kind}) has no token training data")
-
-    def token_sequences(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        """Training token sequences ``(N, length)`` of a token model for ``images`` (float
-        NCHW in [0, 1], e.g. from :meth:`train_batches`, possibly augmented) and their
-        ``prompts``.
-
-        Raises:
-            NotImplementedError: the model cannot turn images into its tokens.
-        """
-        raise NotImplementedError(
-            f"{self.name} ({self.kind}) cannot turn images into training token sequences"
-        )
+    def train_batches(
+        self, batch_size: int, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """Training batches of a :class:`DataDomain`; every other model raises
+        :class:`ModelError` saying why (ask :func:`has_data` instead of calling this)."""
+        raise ModelError(no_data_reason(self, "training data"))
 
     # -- lifecycle ---------------------------------------------------------------------
     def clone(self, share_weights: bool = False) -> ReferenceModel:
@@ -222,12 +178,7 @@ class ReferenceModel(ABC):
         so a stack costs only the weights it rewrites. Otherwise a full deep copy.
         """
         intact = self.source_intact()
-        if share_weights:
-            from bench.models.sharing import shared_copy
-
-            twin = shared_copy(self)
-        else:
-            twin = copy.deepcopy(self)
+        twin = shared_copy(self) if share_weights else copy.deepcopy(self)
         if intact:
             twin.set_source(self.source)
         else:
@@ -236,16 +187,12 @@ class ReferenceModel(ABC):
 
     def set_source(self, source: str | None) -> None:
         """Identify the weights by ``source`` from now on (see :attr:`source`)."""
-        from bench.models.sharing import version_sum
-
         self.source = source
         self.source_versions = version_sum(self) if source is not None else None
 
     def source_intact(self) -> bool:
         """True when :attr:`source` still describes the weights: set, and no weight written
         in place since."""
-        from bench.models.sharing import version_sum
-
         return self.source is not None and self.source_versions == version_sum(self)
 
     def fingerprint(self) -> str:
@@ -256,13 +203,9 @@ class ReferenceModel(ABC):
         written in place since, with the dtype, the strategies applied so far and the call
         arguments; else from every weight byte.
         """
-        from bench.models import provenance
-
         args = repr(sorted(self.call_args.items()))
         if self.source_intact():
             return provenance.digest(self.name, self.source, str(self.dtype), self.applied, args)
-        import hashlib
-
         digest = hashlib.sha256(self.name.encode())
         for role, module in sorted(self.components().items()):
             digest.update(role.encode())
@@ -290,7 +233,7 @@ class ReferenceModel(ABC):
         """A JSON-ready summary saved with every result."""
         return {
             "name": self.name,
-            "kind": self.kind,
+            "kind": str(self.kind),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             "call_args": {k: v for k, v in self.call_args.items() if _jsonable(v)},
@@ -300,5 +243,122 @@ class ReferenceModel(ABC):
         }
 
 
+class DataDomain(ABC):
+    """The data-domain protocol: a model with real images and training data (mixed into a
+    :class:`ReferenceModel`)."""
+
+    @abstractmethod
+    def real_images(self, split: str = "heldout") -> torch.Tensor:
+        """Real images of the model's domain (float NCHW in [0, 1]) for distribution metrics."""
+
+    @abstractmethod
+    def train_batches(
+        self, batch_size: int, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """An endless iterator of (images in [0, 1], prompts) from the model's training data."""
+
+
+class TokenModel(ABC):
+    """The token protocol of autoregressive image-token models (mixed into a
+    :class:`ReferenceModel`): what decoding strategies need to replace the decoding loop."""
+
+    @property
+    @abstractmethod
+    def tokens_per_image(self) -> int:
+        """Tokens generated per image."""
+
+    @property
+    @abstractmethod
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, cols) of the image-token grid the model writes in raster order."""
+
+    def decoding_reason(self) -> str | None:
+        """Why :meth:`set_decoder` cannot be used on this model, in words; None when it can
+        (the model decodes through :mod:`bench.models.ar_decoding`)."""
+        return None
+
+    @abstractmethod
+    def set_decoder(self, decoder: Any) -> None:
+        """Decode with ``decoder`` (an :class:`bench.models.ar_decoding.Decoder`; None:
+        plain autoregressive decoding) from now on."""
+
+    @abstractmethod
+    def default_draft(self) -> torch.nn.Module:
+        """A fresh draft network for speculative decoding (smaller than the model's own
+        network, same vocabulary), as shipped with the model.
+
+        Raises:
+            FileNotFoundError: the draft's weights are missing; the message names the
+                command that makes them.
+        """
+
+
+class TokenData(ABC):
+    """Token sequences for training, of a token model that is also a :class:`DataDomain`."""
+
+    @abstractmethod
+    def token_batches(self, batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]:
+        """Endless shuffled batches of training token sequences ``(batch, length)`` (prompt
+        tokens, then image tokens)."""
+
+    @abstractmethod
+    def token_sequences(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """Training token sequences ``(N, length)`` for ``images`` (float NCHW in [0, 1],
+        e.g. from :meth:`DataDomain.train_batches`, possibly augmented) and their
+        ``prompts``."""
+
+
+def has_data(model: Any) -> bool:
+    """True for a model with real images and training data (a :class:`DataDomain`)."""
+    return isinstance(model, DataDomain)
+
+
+def has_tokens(model: Any) -> bool:
+    """True for an image-token model that answers the token protocol (:class:`TokenModel`)."""
+    return isinstance(model, TokenModel)
+
+
+def has_token_data(model: Any) -> bool:
+    """True for a token model with training token sequences (:class:`TokenData`)."""
+    return isinstance(model, TokenData)
+
+
+def no_data_reason(model: Any, wanted: str = "data") -> str | None:
+    """Why ``model`` has no ``wanted`` (real images, training data) in words; None for a
+    :class:`DataDomain`."""
+    if has_data(model):
+        return None
+    why = getattr(model, "no_data", "")
+    return f"{model.name}: {why}" if why else f"{model.name} comes with no {wanted}" + (
+        "; point the quality settings at a folder of reference images"
+        if wanted.startswith("real images") else ""
+    )
+
+
+def decoding_reason(model: Any) -> str | None:
+    """Why ``model``'s decoding loop cannot be replaced, in words; None when it can."""
+    if not has_tokens(model):
+        return (
+            f"{model.name} ({model.kind}) does not generate image tokens one decoding step at "
+            "a time, so it has no decoding loop to replace"
+        )
+    return model.decoding_reason()
+
+
 def _jsonable(value: Any) -> bool:
     return isinstance(value, (int, float, str, bool, type(None)))
+
+
+__all__ = [
+    "DataDomain",
+    "ModelSpec",
+    "ReferenceModel",
+    "StepCallback",
+    "TokenData",
+    "TokenModel",
+    "decoding_reason",
+    "has_data",
+    "has_token_data",
+    "has_tokens",
+    "no_data_reason",
+]

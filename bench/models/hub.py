@@ -6,16 +6,19 @@ remote code is never run unless asked for. Missing weights fail at once with wha
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.core.errors import ModelError
+from bench.core.kinds import ModelKind
+from bench.models import provenance
 from bench.models.base import ModelSpec, ReferenceModel, StepCallback
-from bench.models.registry import ModelError
 
 #: Prompts for hub models: varied subjects, short enough for any text encoder.
 HUB_PROMPTS = (
@@ -30,6 +33,13 @@ HUB_PROMPTS = (
     "a cat sleeping on a windowsill",
     "a mountain lake with reflections of pine trees",
 )
+
+
+def hub_prompts(n: int) -> tuple[list[str], list[int]]:
+    """``n`` prompts cycling over :data:`HUB_PROMPTS`, and each one's index there."""
+    return [HUB_PROMPTS[i % len(HUB_PROMPTS)] for i in range(n)], [
+        i % len(HUB_PROMPTS) for i in range(n)
+    ]
 
 
 #: Component roles besides the denoiser -> the diffusers pipeline attribute holding them.
@@ -59,11 +69,8 @@ def step_callback_args(pipe: Any, step_callback: StepCallback | None) -> dict[st
     ``callback_steps=1`` (PixArt-Sigma's pipeline)."""
     if step_callback is None:
         return {}
-    import inspect
-
     params = inspect.signature(type(pipe).__call__).parameters
     if "callback_on_step_end" in params or "callback" not in params:
-
         def on_step_end(pipe, i, t, kwargs):
             step_callback(i)
             return {}
@@ -78,15 +85,11 @@ def step_callback_args(pipe: Any, step_callback: StepCallback | None) -> dict[st
 
 @dataclass
 class HubModel(ReferenceModel):
-    """A diffusers pipeline with a UNet or a transformer denoiser."""
+    """A diffusers pipeline with a UNet or a transformer denoiser (no data domain: its real
+    images, where there are any, come from the quality settings)."""
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        seeds: Sequence[int],
-        step_callback: StepCallback | None = None,
-        **call_args: Any,
-    ) -> torch.Tensor:
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int],
+                 step_callback: StepCallback | None = None, **call_args: Any) -> torch.Tensor:
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         args = {**self.call_args, **call_args}
@@ -121,19 +124,7 @@ class HubModel(ReferenceModel):
         setattr(self.pipe, attr, module)
 
     def prompts(self, n: int) -> tuple[list[str], list[int]]:
-        prompts = [HUB_PROMPTS[i % len(HUB_PROMPTS)] for i in range(n)]
-        return prompts, [i % len(HUB_PROMPTS) for i in range(n)]
-
-    def real_images(self, split: str = "heldout") -> torch.Tensor:
-        raise ModelError(
-            f"{self.name} comes with no real images for distribution metrics; "
-            "point the quality settings at a folder of reference images"
-        )
-
-    def train_batches(
-        self, batch_size: int, seed: int = 0
-    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        raise ModelError(f"{self.name} comes with no training data")
+        return hub_prompts(n)
 
 
 def _resolve(name: str, allow_download: bool) -> str:
@@ -180,9 +171,7 @@ def load_hub(spec: ModelSpec, dtype: torch.dtype | None = None) -> HubModel:
     """Load a diffusers pipeline for ``spec`` in ``dtype`` (fp32 when None) or fail at once
     saying why. Weights load with low host memory (accelerate's empty-weight init: each
     tensor is read once, never materialised twice)."""
-    from diffusers import DiffusionPipeline
-
-    from bench.models import provenance
+    from diffusers import DiffusionPipeline  # lazy: diffusers is slow to import
 
     source = _resolve(spec.name, spec.allow_download)
     dtype = dtype or torch.float32
@@ -202,7 +191,7 @@ def load_hub(spec: ModelSpec, dtype: torch.dtype | None = None) -> HubModel:
     denoiser = denoiser_of(pipe)
     if denoiser is None:
         raise ModelError(f"{spec.name} has neither a unet nor a transformer: not a diffusion model")
-    kind = "diffusion-unet" if getattr(pipe, "unet", None) is not None else "diffusion-dit"
+    kind = ModelKind.UNET if getattr(pipe, "unet", None) is not None else ModelKind.DIT
     folder = pipeline_folder(source)
     model = HubModel(
         name=spec.name,

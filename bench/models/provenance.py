@@ -27,6 +27,8 @@ from typing import Any
 
 #: Files at most this large are hashed whole even when content hashing is off.
 SMALL_FILE_BYTES = 1 << 20
+#: diffusers' list of config keys left at their defaults (set order: sorted here).
+_DEFAULTS_KEY = "_use_default_values"
 _BLOB_NAME = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 
 
@@ -83,14 +85,24 @@ def files_source(folder: str | os.PathLike, content: bool = False) -> str:
 
 def module_config(module: Any) -> Any:
     """A module's configuration as plain data: diffusers' ``config`` dict, transformers'
-    ``config.to_dict()``, else the class name alone."""
+    ``config.to_dict()``, else the class name alone.
+
+    diffusers lists the keys left at their defaults (``_use_default_values``) in the order of
+    a set, which changes from one process to the next: that list is sorted, so the identity
+    of an ``arch:`` model is the same in every process."""
     config = getattr(module, "config", None)
     if config is None:
         return None
     to_dict = getattr(config, "to_dict", None)
     if callable(to_dict):
-        return to_dict()
-    return dict(config) if isinstance(config, dict) else str(config)
+        data = to_dict()
+    elif isinstance(config, dict):
+        data = dict(config)
+    else:
+        return str(config)
+    if isinstance(data.get(_DEFAULTS_KEY), list):
+        data = {**data, _DEFAULTS_KEY: sorted(data[_DEFAULTS_KEY])}
+    return data
 
 
 def arch_source(family: str, size: str, seed: int, dtype: Any, components: dict[str, Any]) -> str:

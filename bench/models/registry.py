@@ -6,13 +6,16 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
 
+import torch
+
+from bench.core.config import DEFAULT_MODEL
+from bench.core.errors import ModelError
+from bench.core.kinds import ModelKind
+from bench.models import arch, provenance
 from bench.models.base import ModelSpec, ReferenceModel
-
-
-class ModelError(ValueError):
-    """A model that cannot be found or loaded; the message says what to do."""
+from bench.models.digits import WEIGHTS_ROOT
+from bench.models.hub import load_hub
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class ModelInfo:
     name: str
     loader: str  # "module:function(device) -> ReferenceModel"
     summary: str
-    kind: str
+    kind: ModelKind
     #: The one (square) size an embedded model generates, in pixels; None: not declared.
     resolution: int | None = None
 
@@ -32,37 +35,36 @@ MODELS: dict[str, ModelInfo] = {
     for info in (
         ModelInfo(
             "digits-unet",
-            "bench.models.digits_unet:load",
+            "bench.models.digits.unet:load",
             "text-conditioned UNet diffusion model on 16x16 handwritten digits (embedded, default)",
-            "diffusion-unet",
+            ModelKind.UNET,
             resolution=16,
         ),
         ModelInfo(
             "digits-dit",
-            "bench.models.digits_dit:load",
+            "bench.models.digits.dit:load",
             "text-conditioned transformer (PixArt DiT, 64 tokens) diffusion model on 16x16 digits (embedded)",
-            "diffusion-dit",
+            ModelKind.DIT,
             resolution=16,
         ),
         ModelInfo(
             "digits-ar",
-            "bench.models.digits_ar:load",
+            "bench.models.digits.ar:load",
             "autoregressive LLM-style generator (Llama) writing 8x8 digits as 64 pixel tokens (embedded)",
-            "autoregressive",
+            ModelKind.AUTOREGRESSIVE,
             resolution=16,
         ),
         ModelInfo(
             "digits-ar-large",
-            "bench.models.digits_ar:load_large",
+            "bench.models.digits.ar:load_large",
             "digits-ar at 12 layers x 384 (23M params) with a 2 x 128 draft: a target ~20x its "
             "draft's cost per token, where speculative decoding pays off (embedded)",
-            "autoregressive",
+            ModelKind.AUTOREGRESSIVE,
             resolution=16,
         ),
     )
 }
 
-DEFAULT_MODEL = "digits-unet"
 
 
 def list_models(include_arch: bool = True) -> list[ModelInfo]:
@@ -70,14 +72,10 @@ def list_models(include_arch: bool = True) -> list[ModelInfo]:
     embedded = [MODELS[name] for name in sorted(MODELS)]
     if not include_arch:
         return embedded
-    from bench.models import arch
-
     return embedded + [get_model_info(name) for name in arch.names()]
 
 
 def _arch_info(name: str) -> ModelInfo:
-    from bench.models import arch
-
     family, size = arch.parse(name)
     tiny = size == "tiny"
     summary = family.summary + (
@@ -109,8 +107,6 @@ def get_model_info(name: str) -> ModelInfo:
 
 def check_device(device: str) -> None:
     """Fail at once, with the reason, on a device this machine does not have."""
-    import torch
-
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
@@ -143,8 +139,6 @@ def check_resolution(name: str, resolution: tuple[int, int]) -> None:
             )
         return
     if name.startswith("arch:"):
-        from bench.models import arch
-
         family, _ = arch.parse(name)
         m = family.resolution_multiple
         if m is not None:
@@ -168,10 +162,8 @@ def check_resolution(name: str, resolution: tuple[int, int]) -> None:
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def torch_dtype(name: str):
+def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype of a ``--dtype`` name (``fp32``, ``bf16``, ``fp16``)."""
-    import torch
-
     if name not in DTYPES:
         raise ModelError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
     return getattr(torch, DTYPES[name])
@@ -187,37 +179,23 @@ def default_dtype(name: str, device: str) -> str:
     """The dtype a model loads in when ``--dtype`` is not given: on CUDA an ``arch:`` model's
     published weights' dtype (bf16 for Flux, SD3, Sana, PixArt-Sigma; fp16 for SD 1.5 and
     SDXL), everything else and every model on the CPU fp32."""
-    import torch
-
     if torch.device(device).type == "cuda" and name.startswith("arch:"):
-        from bench.models import arch
-
         family, _ = arch.parse(name)
         return family.cuda_dtype
     return "fp32"
-
-
-#: Where the embedded models' shipped weights live (one folder per model).
-WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
 
 def load_model(spec: ModelSpec | str) -> ReferenceModel:
     """Load a registered model or a ``hf:`` pipeline onto ``spec.device`` in ``spec.dtype``
     (its default where None), and set its :attr:`~ReferenceModel.source` so that its
     fingerprint reads no weight."""
-    from bench.models import provenance
-
     if isinstance(spec, str):
         spec = ModelSpec(spec)
     check_device(spec.device)
     dtype = torch_dtype(spec.dtype or default_dtype(spec.name, spec.device))
     if spec.is_hub:
-        from bench.models.hub import load_hub
-
         return load_hub(spec, dtype)
     if spec.name.startswith("arch:"):
-        from bench.models import arch
-
         return arch.load(spec.name, device=spec.device, dtype=dtype)
     info = get_model_info(spec.name)
     module_name, _, attr = info.loader.partition(":")
@@ -231,3 +209,21 @@ def load_model(spec: ModelSpec | str) -> ReferenceModel:
     if folder.is_dir():
         model.set_source(provenance.files_source(folder, content=True))
     return model
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DTYPES",
+    "MODELS",
+    "WEIGHTS_ROOT",
+    "ModelError",
+    "ModelInfo",
+    "check_device",
+    "check_resolution",
+    "default_dtype",
+    "dtype_name",
+    "get_model_info",
+    "list_models",
+    "load_model",
+    "torch_dtype",
+]

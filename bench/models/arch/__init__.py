@@ -22,6 +22,12 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from bench.core.errors import ModelError
+from bench.core.kinds import ModelKind
+from bench.models.provenance import arch_source
+
 PREFIX = "arch:"
 SIZES = ("full", "tiny")
 TINY_SUFFIX = "@tiny"
@@ -35,7 +41,7 @@ class ArchFamily:
         name: the family's name in ``arch:<name>``.
         builder: ``"module:function"``; ``function(size, device, seed)`` returns the model.
         summary: one line for ``accelbench list`` (the real model it reproduces).
-        kind: ``diffusion-unet``, ``diffusion-dit`` or ``autoregressive``.
+        kind: the :class:`~bench.core.kinds.ModelKind` of the family's models.
         resolution: the full-size model's default (square) resolution in pixels.
         tiny_resolution: the ``@tiny`` variant's default resolution.
         resolution_multiple: height and width must be multiples of this (the VAE's and the
@@ -47,7 +53,7 @@ class ArchFamily:
     name: str
     builder: str
     summary: str
-    kind: str
+    kind: ModelKind
     resolution: int
     tiny_resolution: int
     resolution_multiple: int | None = 8
@@ -63,7 +69,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "sd15",
             "bench.models.arch.sd15:build",
             "Stable Diffusion 1.5 (stable-diffusion-v1-5): 860M UNet, CLIP ViT-L, PNDM, 50 steps",
-            "diffusion-unet",
+            ModelKind.UNET,
             resolution=512,
             tiny_resolution=64,
             resolution_multiple=8,
@@ -73,7 +79,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "sdxl",
             "bench.models.arch.sdxl:build",
             "Stable Diffusion XL base 1.0: 2.6B UNet, CLIP ViT-L + bigG, Euler, 50 steps",
-            "diffusion-unet",
+            ModelKind.UNET,
             resolution=1024,
             tiny_resolution=64,
             resolution_multiple=8,
@@ -83,7 +89,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "sd3",
             "bench.models.arch.sd3:build",
             "Stable Diffusion 3 Medium: 2B MMDiT, CLIP L + bigG + T5-XXL, flow Euler, 28 steps",
-            "diffusion-dit",
+            ModelKind.DIT,
             resolution=1024,
             tiny_resolution=64,
             resolution_multiple=16,
@@ -93,7 +99,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "bench.models.arch.flux:build",
             "FLUX.1 [dev]: 12B double/single-stream DiT, CLIP L + T5-XXL, guidance-distilled, "
             "50 steps",
-            "diffusion-dit",
+            ModelKind.DIT,
             resolution=1024,
             tiny_resolution=64,
             resolution_multiple=16,
@@ -102,7 +108,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "pixart-sigma",
             "bench.models.arch.pixart_sigma:build",
             "PixArt-Sigma XL/2 1024: 611M DiT, T5-XXL, SDXL VAE, DPM-Solver++, 20 steps",
-            "diffusion-dit",
+            ModelKind.DIT,
             resolution=1024,
             tiny_resolution=64,
             resolution_multiple=16,
@@ -112,7 +118,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "bench.models.arch.sana:build",
             "Sana 1600M 1024px: 1.6B linear-attention DiT, Gemma 2 2B, DC-AE f32, flow "
             "DPM-Solver, 20 steps",
-            "diffusion-dit",
+            ModelKind.DIT,
             resolution=1024,
             tiny_resolution=128,
             resolution_multiple=32,
@@ -123,7 +129,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "bench.models.arch.janus:build",
             "Janus-Pro 1B (deepseek-community/Janus-Pro-1B): 24 x 2048 Llama, VQ-16 codes, "
             "24 x 24 image tokens, guidance 5",
-            "autoregressive",
+            ModelKind.AUTOREGRESSIVE,
             resolution=384,
             tiny_resolution=64,
             resolution_multiple=None,
@@ -133,7 +139,7 @@ FAMILIES: dict[str, ArchFamily] = {
             "bench.models.arch.emu3:build",
             "Emu3-Gen (BAAI/Emu3-Gen): 32 x 4096 Llama-style LM, 184622-token vocabulary, "
             "90 rows of 90 visual tokens + end-of-line, guidance 3",
-            "autoregressive",
+            ModelKind.AUTOREGRESSIVE,
             resolution=720,
             tiny_resolution=32,
             resolution_multiple=None,
@@ -151,10 +157,8 @@ def parse(name: str) -> tuple[ArchFamily, str]:
     """``arch:sdxl@tiny`` -> (the sdxl family, ``"tiny"``); unknown names suggest close ones.
 
     Raises:
-        ValueError: not an ``arch:`` name, or an unknown family or size.
+        ModelError: not an ``arch:`` name, or an unknown family or size.
     """
-    from bench.models.registry import ModelError
-
     if not is_arch(name):
         raise ModelError(f"{name!r} is not an architecture model (arch:<family>[@tiny])")
     body = name[len(PREFIX):]
@@ -179,8 +183,6 @@ def load(name: str, device: str = "cpu", seed: int = 0, dtype: Any = None):
     """Build the ``arch:`` model ``name`` on ``device`` (random weights drawn from ``seed``)
     directly in ``dtype`` (default fp32): the tensors are created in it on the device, so a
     full-size model never exists in another dtype or on another device first."""
-    import torch
-
     family, size = parse(name)
     module_name, _, attr = family.builder.partition(":")
     builder = getattr(importlib.import_module(module_name), attr)
@@ -198,8 +200,6 @@ def load(name: str, device: str = "cpu", seed: int = 0, dtype: Any = None):
     model.name = name
     model.random_weights = True
     model.dtype = dtype
-    from bench.models.provenance import arch_source
-
     model.set_source(arch_source(family.name, size, seed, dtype, model.components()))
     return model
 

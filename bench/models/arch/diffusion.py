@@ -16,85 +16,41 @@ with ``OMP_NUM_THREADS=1 python tests/benchmarks/scripts/arch_compat.py --time 5
 
 from __future__ import annotations
 
-import contextlib
-import zlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from bench.models.hub import HubModel
-from bench.models.registry import ModelError
-
-#: Why arch models have no data, for every method that would need it.
-NO_DATA = (
-    "random-weight architecture models have no data: their images mean nothing, so "
-    "distribution quality (FID/KID), prompt adherence and training are unavailable on them; "
-    "fidelity to the same model's baseline (numerical deviation) is the one meaningful "
-    "quality number"
+from diffusers import AutoencoderKL
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    T5Config,
+    T5EncoderModel,
 )
+
+from bench.core.kinds import ModelKind
+from bench.models.arch.common import (
+    NO_DATA,
+    ArchIdentity,
+    arch_fields,
+    building,
+    check_size,
+    component_seed,
+    is_meta,
+)
+from bench.models.hub import HubModel
 
 
 @dataclass
-class ArchModel(HubModel):
-    """A real diffusers pipeline built from a published configuration with random weights.
-
-    Attributes (besides :class:`~bench.models.base.ReferenceModel`'s):
-        family: the architecture family (``sdxl``...).
-        size: ``full`` (the published sizes) or ``tiny`` (same classes and layouts, scaled
-            down for CPUs).
-        reproduces: the published model whose configuration is built (a hub repo id).
-        note: what else a reader of the results should know (e.g. which variant).
-    """
-
-    family: str = ""
-    size: str = "full"
-    reproduces: str = ""
-    note: str = ""
-
-    def real_images(self, split: str = "heldout") -> torch.Tensor:
-        raise ModelError(f"{self.name}: {NO_DATA}")
-
-    def train_batches(
-        self, batch_size: int, seed: int = 0
-    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        raise ModelError(f"{self.name}: {NO_DATA}")
+class ArchModel(ArchIdentity, HubModel):
+    """A real diffusers pipeline built from a published configuration with random weights
+    (what is built: :class:`~bench.models.arch.common.ArchIdentity`)."""
 
     def describe(self) -> dict[str, Any]:
         """The base summary plus the published model reproduced and the size."""
-        info = super().describe()
-        size = (
-            "published sizes"
-            if self.size == "full"
-            else "tiny variant: same classes and layouts, scaled down"
-        )
-        info.update(
-            {
-                "family": self.family,
-                "size": self.size,
-                "reproduces": self.reproduces,
-                "architecture": f"{self.reproduces} ({size}), random weights",
-            }
-        )
-        if self.note:
-            info["note"] = self.note
-        return info
-
-
-@contextlib.contextmanager
-def building(device: str | torch.device, seed: int, component: str) -> Iterator[None]:
-    """Build one component: its random initialisation is seeded from ``seed`` and the
-    component's name (so components do not depend on each other's build order), and its
-    tensors are created on ``device`` (``meta``: shapes only, no memory)."""
-    torch.manual_seed(seed * 1_000_003 + zlib.crc32(component.encode()))
-    with torch.device(device):
-        yield
-
-
-def is_meta(device: str | torch.device) -> bool:
-    """True for the ``meta`` device (shapes without storage)."""
-    return torch.device(device).type == "meta"
+        return {**super().describe(), **self.identity()}
 
 
 def finish(
@@ -103,7 +59,7 @@ def finish(
     family: str,
     size: str,
     device: str,
-    kind: str,
+    kind: ModelKind,
     call_args: dict[str, Any],
     reproduces: str,
     note: str = "",
@@ -115,24 +71,51 @@ def finish(
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.eval()
-    return ArchModel(
-        name=f"arch:{family}" + ("@tiny" if size == "tiny" else ""),
-        kind=kind,
-        device=torch.device(device),
-        dtype=torch.float32,
-        call_args=dict(call_args),
-        pipe=pipe,
-        family=family,
-        size=size,
-        reproduces=reproduces,
-        note=note,
-    )
+    return ArchModel(**arch_fields(family, size, device, kind, call_args, reproduces, note),
+                     pipe=pipe)
 
 
-def check_size(size: str) -> None:
-    """Refuse sizes other than ``full`` and ``tiny``."""
-    if size not in ("full", "tiny"):
-        raise ModelError(f"unknown size {size!r}; architecture models come in 'full' and 'tiny'")
+#: Builds one component at the full (False) or the tiny (True) size.
+ComponentBuilder = Callable[[bool], torch.nn.Module]
+
+
+def configured(cls: Callable[..., torch.nn.Module], full: dict[str, Any],
+               tiny: dict[str, Any]) -> ComponentBuilder:
+    """A builder of ``cls(**config)`` from the ``full`` or the ``tiny`` configuration."""
+    return lambda is_tiny: cls(**(tiny if is_tiny else full))
+
+
+def build_pipeline(
+    pipeline_class: type,
+    family: str,
+    size: str,
+    device: str,
+    seed: int,
+    components: dict[str, ComponentBuilder],
+    others: dict[str, Any],
+    *,
+    kind: ModelKind,
+    call_args: tuple[dict[str, Any], dict[str, Any]],
+    reproduces: str,
+    sequence_length: int | None = None,
+    note: str = "",
+) -> ArchModel:
+    """The ``arch:<family>`` model at ``size``: every entry of ``components`` built inside
+    :func:`building` (seeded by its name, on ``device``), then ``pipeline_class(**components,
+    **others)`` wrapped by :func:`finish`. ``call_args`` is (full, tiny); a
+    ``sequence_length`` becomes the call's ``max_sequence_length`` (the text encoder's)."""
+    check_size(size)
+    tiny = size == "tiny"
+    modules = {}
+    for name, build in components.items():
+        with building(device, seed, name):
+            modules[name] = build(tiny)
+    pipe = pipeline_class(**modules, **others)
+    args = dict(call_args[1] if tiny else call_args[0])
+    if sequence_length is not None:
+        args["max_sequence_length"] = sequence_length
+    return finish(pipe, family=family, size=size, device=device, kind=kind, call_args=args,
+                  reproduces=reproduces, note=note)
 
 
 # -- shared components ---------------------------------------------------------------------
@@ -140,7 +123,6 @@ def clip_text_encoder(config: dict[str, Any], projection: bool) -> torch.nn.Modu
     """A CLIP text encoder from ``config`` (``CLIPTextConfig`` fields): ``CLIPTextModel``, or
     ``CLIPTextModelWithProjection`` (the pooled, projected output SDXL's second and SD3's
     encoders give)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
     return cls(CLIPTextConfig(**config))
@@ -148,16 +130,32 @@ def clip_text_encoder(config: dict[str, Any], projection: bool) -> torch.nn.Modu
 
 def t5_encoder(config: dict[str, Any]) -> torch.nn.Module:
     """A ``T5EncoderModel`` from ``config`` (``T5Config`` fields)."""
-    from transformers import T5Config, T5EncoderModel
-
     return T5EncoderModel(T5Config(**config))
 
 
 def autoencoder_kl(config: dict[str, Any]) -> torch.nn.Module:
     """An ``AutoencoderKL`` from ``config``."""
-    from diffusers import AutoencoderKL
-
     return AutoencoderKL(**config)
+
+
+def clip_l(projection: bool) -> ComponentBuilder:
+    """A builder of CLIP ViT-L/14's text tower (:data:`CLIP_L`, tiny: :data:`TINY_CLIP`)."""
+    return lambda tiny: clip_text_encoder(TINY_CLIP if tiny else CLIP_L, projection=projection)
+
+
+def clip_bigg() -> ComponentBuilder:
+    """A builder of OpenCLIP ViT-bigG/14's text tower with projection (:data:`CLIP_BIGG`)."""
+    return lambda tiny: clip_text_encoder(TINY_CLIP_BIGG if tiny else CLIP_BIGG, projection=True)
+
+
+def t5_xxl() -> ComponentBuilder:
+    """A builder of T5 v1.1 XXL's encoder (:data:`T5_XXL`, tiny: :data:`TINY_T5`)."""
+    return lambda tiny: t5_encoder(TINY_T5 if tiny else T5_XXL)
+
+
+def kl_vae(full: dict[str, Any], tiny: dict[str, Any]) -> ComponentBuilder:
+    """A builder of the KL autoencoder from its ``full`` or ``tiny`` configuration."""
+    return configured(AutoencoderKL, full, tiny)
 
 
 def kl_blocks(n: int) -> dict[str, tuple[str, ...]]:
@@ -231,6 +229,22 @@ SD_VAE = {
     "scaling_factor": 0.18215,
 }
 
+
+
+def latent16_vae(scaling_factor: float, shift_factor: float) -> dict[str, Any]:
+    """The KL autoencoder of SD3 and Flux (their ``vae/config.json``): the Stable Diffusion
+    layout with 16 latent channels, no quant convs, the model's own scaling and shift."""
+    return {
+        **SD_VAE,
+        "sample_size": 1024,
+        "latent_channels": 16,
+        "use_quant_conv": False,
+        "use_post_quant_conv": False,
+        "scaling_factor": scaling_factor,
+        "shift_factor": shift_factor,
+    }
+
+
 #: The tiny counterparts: same classes and layouts (four VAE levels: 8x downsampling;
 #: CLIP with 77 positions and the real vocabulary; gated T5 with relative attention).
 TINY_CLIP = {
@@ -269,6 +283,11 @@ TINY_VAE = {
 }
 
 
+def tiny_vae(vae: dict[str, Any]) -> dict[str, Any]:
+    """``vae`` (a family's own KL autoencoder) at the tiny sizes of :data:`TINY_VAE`."""
+    return {**vae, **{k: TINY_VAE[k] for k in TINY_VAE_SIZES}}
+
+
 __all__ = [
     "CLIP_BIGG",
     "CLIP_L",
@@ -282,11 +301,20 @@ __all__ = [
     "TINY_VAE_SIZES",
     "ArchModel",
     "autoencoder_kl",
+    "build_pipeline",
     "building",
+    "clip_bigg",
+    "clip_l",
+    "configured",
     "check_size",
+    "component_seed",
     "clip_text_encoder",
     "finish",
     "is_meta",
     "kl_blocks",
+    "kl_vae",
+    "latent16_vae",
     "t5_encoder",
+    "t5_xxl",
+    "tiny_vae",
 ]

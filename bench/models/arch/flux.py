@@ -20,6 +20,7 @@ tokens) and 10 steps.
 
 from __future__ import annotations
 
+from bench.core.kinds import ModelKind
 from bench.models.arch import diffusion as D
 from bench.models.arch.tokenizers import clip_tokenizer, t5_tokenizer
 
@@ -40,15 +41,7 @@ TRANSFORMER = {
 }
 
 #: FLUX.1-dev vae/config.json.
-VAE = {
-    **D.SD_VAE,
-    "sample_size": 1024,
-    "latent_channels": 16,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-    "scaling_factor": 0.3611,
-    "shift_factor": 0.1159,
-}
+VAE = D.latent16_vae(scaling_factor=0.3611, shift_factor=0.1159)
 
 #: FLUX.1-dev scheduler/scheduler_config.json.
 SCHEDULER = {
@@ -74,7 +67,7 @@ TINY_TRANSFORMER = {
     "pooled_projection_dim": D.TINY_CLIP["hidden_size"],
     "axes_dims_rope": (8, 12, 12),
 }
-TINY_VAE = {**VAE, **{k: D.TINY_VAE[k] for k in D.TINY_VAE_SIZES}}
+TINY_VAE = D.tiny_vae(VAE)
 
 CALL_ARGS = {"num_inference_steps": 50, "guidance_scale": 3.5, "height": 1024, "width": 1024}
 TINY_CALL_ARGS = {"num_inference_steps": 10, "guidance_scale": 3.5, "height": 64, "width": 64}
@@ -84,35 +77,15 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> D.ArchModel
     """FLUX.1 [dev] at ``size`` (``full`` or ``tiny``), random weights from ``seed``."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    D.check_size(size)
-    tiny = size == "tiny"
-    with D.building(device, seed, "transformer"):
-        transformer = FluxTransformer2DModel(**(TINY_TRANSFORMER if tiny else TRANSFORMER))
-    with D.building(device, seed, "text_encoder"):
-        text_encoder = D.clip_text_encoder(D.TINY_CLIP if tiny else D.CLIP_L, projection=False)
-    with D.building(device, seed, "text_encoder_2"):
-        text_encoder_2 = D.t5_encoder(D.TINY_T5 if tiny else D.T5_XXL)
-    with D.building(device, seed, "vae"):
-        vae = D.autoencoder_kl(TINY_VAE if tiny else VAE)
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=t5_tokenizer(T5_LENGTH),
-        transformer=transformer,
-    )
-    call_args = dict(TINY_CALL_ARGS if tiny else CALL_ARGS)
-    call_args["max_sequence_length"] = T5_LENGTH
-    return D.finish(
-        pipe,
-        family="flux",
-        size=size,
-        device=device,
-        kind="diffusion-dit",
-        call_args=call_args,
-        reproduces=REPO,
+    return D.build_pipeline(
+        FluxPipeline, "flux", size, device, seed,
+        {"transformer": D.configured(FluxTransformer2DModel, TRANSFORMER, TINY_TRANSFORMER),
+         "text_encoder": D.clip_l(projection=False), "text_encoder_2": D.t5_xxl(),
+         "vae": D.kl_vae(VAE, TINY_VAE)},
+        {"scheduler": FlowMatchEulerDiscreteScheduler(**SCHEDULER), "tokenizer": clip_tokenizer(),
+         "tokenizer_2": t5_tokenizer(T5_LENGTH)},
+        kind=ModelKind.DIT, call_args=(CALL_ARGS, TINY_CALL_ARGS), reproduces=REPO,
+        sequence_length=T5_LENGTH,
         note="FLUX.1 [dev]: guidance-distilled (guidance is a transformer input, one forward "
         "per step)",
     )

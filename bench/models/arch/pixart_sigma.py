@@ -19,6 +19,7 @@ exist only for the published sample sizes).
 
 from __future__ import annotations
 
+from bench.core.kinds import ModelKind
 from bench.models.arch import diffusion as D
 from bench.models.arch.tokenizers import t5_tokenizer
 
@@ -95,29 +96,11 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> D.ArchModel
     """PixArt-Sigma XL/2 1024 at ``size`` (``full`` or ``tiny``), random weights from ``seed``."""
     from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
 
-    D.check_size(size)
-    tiny = size == "tiny"
-    with D.building(device, seed, "transformer"):
-        transformer = PixArtTransformer2DModel(**(TINY_TRANSFORMER if tiny else TRANSFORMER))
-    with D.building(device, seed, "text_encoder"):
-        text_encoder = D.t5_encoder(D.TINY_T5 if tiny else D.T5_XXL)
-    with D.building(device, seed, "vae"):
-        vae = D.autoencoder_kl(TINY_VAE if tiny else VAE)
-    pipe = PixArtSigmaPipeline(
-        tokenizer=t5_tokenizer(T5_LENGTH),
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=transformer,
-        scheduler=DPMSolverMultistepScheduler(**SCHEDULER),
-    )
-    call_args = dict(TINY_CALL_ARGS if tiny else CALL_ARGS)
-    call_args["max_sequence_length"] = T5_LENGTH
-    return D.finish(
-        pipe,
-        family="pixart-sigma",
-        size=size,
-        device=device,
-        kind="diffusion-dit",
-        call_args=call_args,
-        reproduces=REPO,
+    return D.build_pipeline(
+        PixArtSigmaPipeline, "pixart-sigma", size, device, seed,
+        {"transformer": D.configured(PixArtTransformer2DModel, TRANSFORMER, TINY_TRANSFORMER),
+         "text_encoder": D.t5_xxl(), "vae": D.kl_vae(VAE, TINY_VAE)},
+        {"tokenizer": t5_tokenizer(T5_LENGTH), "scheduler": DPMSolverMultistepScheduler(**SCHEDULER)},
+        kind=ModelKind.DIT, call_args=(CALL_ARGS, TINY_CALL_ARGS), reproduces=REPO,
+        sequence_length=T5_LENGTH,
     )

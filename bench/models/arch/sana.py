@@ -20,6 +20,7 @@ and a two-layer Gemma whose vocabulary is the offline tokenizer's; 128 x 128 (a 
 
 from __future__ import annotations
 
+from bench.core.kinds import ModelKind
 from bench.models.arch import diffusion as D
 from bench.models.arch.tokenizers import GEMMA_VOCAB_SIZE, gemma_tokenizer, gemma_vocab_size
 
@@ -148,31 +149,14 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> D.ArchModel
     )
     from transformers import Gemma2Config, Gemma2Model
 
-    D.check_size(size)
-    tiny = size == "tiny"
-    with D.building(device, seed, "transformer"):
-        transformer = SanaTransformer2DModel(**(TINY_TRANSFORMER if tiny else TRANSFORMER))
-    with D.building(device, seed, "text_encoder"):
-        text_encoder = Gemma2Model(Gemma2Config(**(tiny_gemma() if tiny else GEMMA)))
-    with D.building(device, seed, "vae"):
-        vae = AutoencoderDC(**(TINY_VAE if tiny else VAE))
     tokenizer = gemma_tokenizer()
     tokenizer.padding_side = "right"
-    pipe = SanaPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=transformer,
-        scheduler=DPMSolverMultistepScheduler(**SCHEDULER),
-    )
-    call_args = dict(TINY_CALL_ARGS if tiny else CALL_ARGS)
-    call_args["max_sequence_length"] = MAX_SEQUENCE_LENGTH
-    return D.finish(
-        pipe,
-        family="sana",
-        size=size,
-        device=device,
-        kind="diffusion-dit",
-        call_args=call_args,
-        reproduces=REPO,
+    return D.build_pipeline(
+        SanaPipeline, "sana", size, device, seed,
+        {"transformer": D.configured(SanaTransformer2DModel, TRANSFORMER, TINY_TRANSFORMER),
+         "text_encoder": lambda tiny: Gemma2Model(Gemma2Config(**(tiny_gemma() if tiny else GEMMA))),
+         "vae": D.configured(AutoencoderDC, VAE, TINY_VAE)},
+        {"tokenizer": tokenizer, "scheduler": DPMSolverMultistepScheduler(**SCHEDULER)},
+        kind=ModelKind.DIT, call_args=(CALL_ARGS, TINY_CALL_ARGS), reproduces=REPO,
+        sequence_length=MAX_SEQUENCE_LENGTH,
     )

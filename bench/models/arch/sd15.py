@@ -12,6 +12,7 @@ latent) and 10 steps.
 
 from __future__ import annotations
 
+from bench.core.kinds import ModelKind
 from bench.models.arch import diffusion as D
 from bench.models.arch.tokenizers import clip_tokenizer
 
@@ -73,30 +74,11 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> D.ArchModel
     """Stable Diffusion 1.5 at ``size`` (``full`` or ``tiny``), random weights from ``seed``."""
     from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-    D.check_size(size)
-    tiny = size == "tiny"
-    with D.building(device, seed, "unet"):
-        unet = UNet2DConditionModel(**(TINY_UNET if tiny else UNET))
-    with D.building(device, seed, "text_encoder"):
-        text_encoder = D.clip_text_encoder(D.TINY_CLIP if tiny else D.CLIP_L, projection=False)
-    with D.building(device, seed, "vae"):
-        vae = D.autoencoder_kl(D.TINY_VAE if tiny else D.SD_VAE)
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        unet=unet,
-        scheduler=PNDMScheduler(**SCHEDULER),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    return D.finish(
-        pipe,
-        family="sd15",
-        size=size,
-        device=device,
-        kind="diffusion-unet",
-        call_args=TINY_CALL_ARGS if tiny else CALL_ARGS,
-        reproduces=REPO,
+    return D.build_pipeline(
+        StableDiffusionPipeline, "sd15", size, device, seed,
+        {"unet": D.configured(UNet2DConditionModel, UNET, TINY_UNET),
+         "text_encoder": D.clip_l(projection=False), "vae": D.kl_vae(D.SD_VAE, D.TINY_VAE)},
+        {"tokenizer": clip_tokenizer(), "scheduler": PNDMScheduler(**SCHEDULER),
+         "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
+        kind=ModelKind.UNET, call_args=(CALL_ARGS, TINY_CALL_ARGS), reproduces=REPO,
     )

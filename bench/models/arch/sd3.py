@@ -16,6 +16,7 @@ tokens) and 10 steps.
 
 from __future__ import annotations
 
+from bench.core.kinds import ModelKind
 from bench.models.arch import diffusion as D
 from bench.models.arch.tokenizers import clip_tokenizer, t5_tokenizer
 
@@ -37,15 +38,7 @@ TRANSFORMER = {
 }
 
 #: stable-diffusion-3-medium-diffusers vae/config.json.
-VAE = {
-    **D.SD_VAE,
-    "sample_size": 1024,
-    "latent_channels": 16,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-    "scaling_factor": 1.5305,
-    "shift_factor": 0.0609,
-}
+VAE = D.latent16_vae(scaling_factor=1.5305, shift_factor=0.0609)
 
 #: stable-diffusion-3-medium-diffusers scheduler/scheduler_config.json.
 SCHEDULER = {"num_train_timesteps": 1000, "shift": 3.0}
@@ -65,7 +58,7 @@ TINY_TRANSFORMER = {
     # The real model's positions cover 3x its default latent; so do the tiny one's.
     "pos_embed_max_size": 12,
 }
-TINY_VAE = {**VAE, **{k: D.TINY_VAE[k] for k in D.TINY_VAE_SIZES}}
+TINY_VAE = D.tiny_vae(VAE)
 
 CALL_ARGS = {"num_inference_steps": 28, "guidance_scale": 7.0, "height": 1024, "width": 1024}
 TINY_CALL_ARGS = {"num_inference_steps": 10, "guidance_scale": 7.0, "height": 64, "width": 64}
@@ -79,39 +72,13 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> D.ArchModel
         StableDiffusion3Pipeline,
     )
 
-    D.check_size(size)
-    tiny = size == "tiny"
-    with D.building(device, seed, "transformer"):
-        transformer = SD3Transformer2DModel(**(TINY_TRANSFORMER if tiny else TRANSFORMER))
-    with D.building(device, seed, "text_encoder"):
-        text_encoder = D.clip_text_encoder(D.TINY_CLIP if tiny else D.CLIP_L, projection=True)
-    with D.building(device, seed, "text_encoder_2"):
-        text_encoder_2 = D.clip_text_encoder(
-            D.TINY_CLIP_BIGG if tiny else D.CLIP_BIGG, projection=True
-        )
-    with D.building(device, seed, "text_encoder_3"):
-        text_encoder_3 = D.t5_encoder(D.TINY_T5 if tiny else D.T5_XXL)
-    with D.building(device, seed, "vae"):
-        vae = D.autoencoder_kl(TINY_VAE if tiny else VAE)
-    pipe = StableDiffusion3Pipeline(
-        transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=clip_tokenizer(pad_token="!"),
-        text_encoder_3=text_encoder_3,
-        tokenizer_3=t5_tokenizer(T5_LENGTH),
-    )
-    call_args = dict(TINY_CALL_ARGS if tiny else CALL_ARGS)
-    call_args["max_sequence_length"] = T5_LENGTH
-    return D.finish(
-        pipe,
-        family="sd3",
-        size=size,
-        device=device,
-        kind="diffusion-dit",
-        call_args=call_args,
-        reproduces=REPO,
+    return D.build_pipeline(
+        StableDiffusion3Pipeline, "sd3", size, device, seed,
+        {"transformer": D.configured(SD3Transformer2DModel, TRANSFORMER, TINY_TRANSFORMER),
+         "text_encoder": D.clip_l(projection=True), "text_encoder_2": D.clip_bigg(),
+         "text_encoder_3": D.t5_xxl(), "vae": D.kl_vae(VAE, TINY_VAE)},
+        {"scheduler": FlowMatchEulerDiscreteScheduler(**SCHEDULER), "tokenizer": clip_tokenizer(),
+         "tokenizer_2": clip_tokenizer(pad_token="!"), "tokenizer_3": t5_tokenizer(T5_LENGTH)},
+        kind=ModelKind.DIT, call_args=(CALL_ARGS, TINY_CALL_ARGS), reproduces=REPO,
+        sequence_length=T5_LENGTH,
     )

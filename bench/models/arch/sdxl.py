@@ -18,6 +18,7 @@ the full model's 10 at the last level is cut to 4, which keeps a deep stack ther
 
 from __future__ import annotations
 
+from bench.core.kinds import ModelKind
 from bench.models.arch import diffusion as D
 from bench.models.arch.tokenizers import clip_tokenizer
 
@@ -88,35 +89,13 @@ def build(size: str = "full", device: str = "cpu", seed: int = 0) -> D.ArchModel
     """SDXL base 1.0 at ``size`` (``full`` or ``tiny``), random weights from ``seed``."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 
-    D.check_size(size)
-    tiny = size == "tiny"
-    with D.building(device, seed, "unet"):
-        unet = UNet2DConditionModel(**(TINY_UNET if tiny else UNET))
-    with D.building(device, seed, "text_encoder"):
-        text_encoder = D.clip_text_encoder(D.TINY_CLIP if tiny else D.CLIP_L, projection=False)
-    with D.building(device, seed, "text_encoder_2"):
-        text_encoder_2 = D.clip_text_encoder(
-            D.TINY_CLIP_BIGG if tiny else D.CLIP_BIGG, projection=True
-        )
-    with D.building(device, seed, "vae"):
-        vae = D.autoencoder_kl(TINY_VAE if tiny else VAE)
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=clip_tokenizer(),
-        tokenizer_2=clip_tokenizer(pad_token="!"),
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(**SCHEDULER),
-        force_zeros_for_empty_prompt=True,
-        add_watermarker=False,
-    )
-    return D.finish(
-        pipe,
-        family="sdxl",
-        size=size,
-        device=device,
-        kind="diffusion-unet",
-        call_args=TINY_CALL_ARGS if tiny else CALL_ARGS,
-        reproduces=REPO,
+    return D.build_pipeline(
+        StableDiffusionXLPipeline, "sdxl", size, device, seed,
+        {"unet": D.configured(UNet2DConditionModel, UNET, TINY_UNET),
+         "text_encoder": D.clip_l(projection=False), "text_encoder_2": D.clip_bigg(),
+         "vae": D.kl_vae(VAE, TINY_VAE)},
+        {"tokenizer": clip_tokenizer(), "tokenizer_2": clip_tokenizer(pad_token="!"),
+         "scheduler": EulerDiscreteScheduler(**SCHEDULER), "force_zeros_for_empty_prompt": True,
+         "add_watermarker": False},
+        kind=ModelKind.UNET, call_args=(CALL_ARGS, TINY_CALL_ARGS), reproduces=REPO,
     )

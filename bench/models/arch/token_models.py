@@ -16,17 +16,22 @@ real pipelines do: it is part of what one generation call costs, and cheap next 
 
 from __future__ import annotations
 
-import zlib
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from bench.core.kinds import ModelKind
 from bench.models import ar_decoding
-from bench.models.base import ReferenceModel, StepCallback
+from bench.models.arch.common import ArchIdentity, arch_fields, building, check_size, component_seed
+from bench.models.base import StepCallback
+from bench.models.hub import HUB_PROMPTS, hub_prompts
+from bench.models.token_image import TokenImageModel
 
 #: Generation arguments the autoregressive architecture models take.
 CALL_ARG_NAMES = frozenset(
@@ -66,68 +71,42 @@ class TokenFamily(ABC):
 
 
 @dataclass
-class ArchTokenModel(ReferenceModel):
+class ArchTokenModel(ArchIdentity, TokenImageModel):
     """A transformers image-token model built from a published configuration, random weights.
 
-    Attributes (besides :class:`~bench.models.base.ReferenceModel`'s):
+    Attributes (besides :class:`~bench.models.token_image.TokenImageModel`'s and
+    :class:`~bench.models.arch.common.ArchIdentity`'s):
         family_spec: the family's :class:`TokenFamily`.
         network_module: the transformers model (role ``denoiser``).
-        assistant: the draft (role ``draft``), once speculative decoding attached one.
-        decoder: the installed decoding algorithm (None: plain autoregressive).
-        family, size, reproduces, note: what is built, for the record.
         seed: the seed of the random weights (the draft's weights derive from it).
     """
 
     family_spec: Any = field(default=None, repr=False)
     network_module: Any = field(default=None, repr=False)
-    assistant: Any = field(default=None, repr=False)
-    decoder: Any = field(default=None, repr=False)
-    family: str = ""
-    size: str = "full"
-    reproduces: str = ""
-    note: str = ""
     seed: int = 0
 
+    network_attr: ClassVar[str] = "network_module"
+    call_arg_names: ClassVar[frozenset[str]] = CALL_ARG_NAMES
+
     # -- generation -------------------------------------------------------------------
-    def generate(
-        self,
-        prompts: Sequence[str],
-        seeds: Sequence[int],
-        step_callback: StepCallback | None = None,
-        **call_args: Any,
-    ) -> torch.Tensor:
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int],
+                 step_callback: StepCallback | None = None, **call_args: Any) -> torch.Tensor:
         """One image per (prompt, seed), float NCHW in [0, 1] on the CPU, decoded by the
         installed decoder with classifier-free guidance (``guidance_scale`` > 1) as the real
         model generates."""
-        if len(prompts) != len(seeds):
-            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
-        args = {**self.call_args, **call_args}
-        ar_decoding.check_call_args(args, CALL_ARG_NAMES, self.name)
+        args = self.call_settings(prompts, seeds, call_args)
         spec: TokenFamily = self.family_spec
         cond, uncond = spec.prompt_tokens(prompts)
         cond, uncond = cond.to(self.device), uncond.to(self.device)
         scale = float(args.get("guidance_scale", 1.0) or 1.0)
 
-        def wrap(module):
+        def wrap(module: torch.nn.Module) -> ar_decoding.TokenNetwork:
             net = spec.network(module)
             return ar_decoding.GuidedNetwork(net, scale, uncond) if scale > 1 else net
 
-        decoder = self.decoder if self.decoder is not None else ar_decoding.AUTOREGRESSIVE
-        tokens, stats = ar_decoding.run_decoder(
-            decoder, cond, list(seeds), spec.grid, wrap(self.network_module), args,
-            draft=wrap(self.assistant) if self.assistant is not None else None,
-            step_callback=step_callback, constrain=spec.constrain,
-            batched=bool(args.get("batched", True)),
-        )
-        ar_decoding.merge_stats(self.notes.setdefault("decoding", {}), stats)
+        tokens = self.decode(cond, seeds, args, wrap, step_callback, constrain=spec.constrain)
         with torch.no_grad():
             return spec.images(self.network_module, tokens).float().cpu()
-
-    def clone(self, share_weights: bool = False) -> ArchTokenModel:
-        """A copy (see :meth:`ReferenceModel.clone`) whose decoding counts start from zero."""
-        twin = super().clone(share_weights)
-        twin.notes.pop("decoding", None)
-        return twin  # type: ignore[return-value]
 
     # -- the token protocol ---------------------------------------------------------------
     @property
@@ -141,15 +120,6 @@ class ArchTokenModel(ReferenceModel):
         """(rows, cols) of the token grid, raster order."""
         return tuple(self.family_spec.grid)  # type: ignore[return-value]
 
-    def decoding_reason(self) -> str | None:
-        """None: decoded by :mod:`bench.models.ar_decoding`."""
-        return None
-
-    def set_decoder(self, decoder: Any) -> None:
-        """Decode with ``decoder`` (None: plain autoregressive decoding)."""
-        self.decoder = decoder
-        self.notes.pop("decoding", None)
-
     @property
     def compile_entry(self) -> str:
         """See :attr:`TokenFamily.compile_entry`."""
@@ -159,69 +129,13 @@ class ArchTokenModel(ReferenceModel):
         """A smaller random draft of the same class (see the family module)."""
         return self.family_spec.draft(self.network_module, self.seed)
 
-    # -- what strategies may change ----------------------------------------------------
-    def components(self) -> dict[str, torch.nn.Module]:
-        """``denoiser``: the transformers model; ``draft`` once one is attached."""
-        out = {"denoiser": self.network_module}
-        if self.assistant is not None:
-            out["draft"] = self.assistant
-        return out
-
-    def set_component(self, role: str, module: torch.nn.Module | None) -> None:
-        if role == "denoiser":
-            if module is None:
-                raise ValueError("the denoiser cannot be removed")
-            self.network_module = module
-        elif role == "draft":
-            self.assistant = module
-        else:
-            raise KeyError(f"{self.name} has no component {role!r}; it has ['denoiser', 'draft']")
-        self.notes.pop("decoding", None)
-
-    # -- data (none: random weights) ------------------------------------------------------
+    # -- prompts (no data: random weights) ----------------------------------------------
     def prompts(self, n: int) -> tuple[list[str], list[int]]:
-        from bench.models.hub import HUB_PROMPTS
-
-        return [HUB_PROMPTS[i % len(HUB_PROMPTS)] for i in range(n)], [
-            i % len(HUB_PROMPTS) for i in range(n)
-        ]
-
-    def real_images(self, split: str = "heldout") -> torch.Tensor:
-        from bench.models.arch.diffusion import NO_DATA
-        from bench.models.registry import ModelError
-
-        raise ModelError(f"{self.name}: {NO_DATA}")
-
-    def train_batches(self, batch_size: int, seed: int = 0) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        from bench.models.arch.diffusion import NO_DATA
-        from bench.models.registry import ModelError
-
-        raise ModelError(f"{self.name}: {NO_DATA}")
+        return hub_prompts(n)
 
     def describe(self) -> dict[str, Any]:
-        info = super().describe()
-        decoder = self.decoder if self.decoder is not None else ar_decoding.AUTOREGRESSIVE
-        info.update(
-            family=self.family,
-            size=self.size,
-            reproduces=self.reproduces,
-            tokens_per_image=self.tokens_per_image,
-            token_grid=list(self.token_grid),
-            decoder=decoder.describe() if hasattr(decoder, "describe") else decoder.name,
-            architecture=f"{self.reproduces} ("
-            + ("published sizes" if self.size == "full" else "tiny variant: same classes and "
-               "layouts, scaled down") + "), random weights",
-        )
-        if self.note:
-            info["note"] = self.note
-        if self.assistant is not None:
-            info["draft_params"] = sum(p.numel() for p in self.assistant.parameters())
-        return info
-
-
-def component_seed(seed: int, component: str) -> int:
-    """The random seed of one component (independent of the others' build order)."""
-    return seed * 1_000_003 + zlib.crc32(component.encode())
+        """The token model's summary plus the token grid and what is built."""
+        return {**super().describe(), "token_grid": list(self.token_grid), **self.identity()}
 
 
 def copy_matching(source: torch.nn.Module, target: torch.nn.Module,
@@ -257,26 +171,13 @@ def build_token_model(family: str, module_class: type, config: Any, spec: TokenF
                       reproduces: str, note: str) -> ArchTokenModel:
     """Build ``module_class(config)`` with random weights from ``seed`` on ``device`` (in eval
     mode, frozen) and wrap it as the ``arch:<family>[@tiny]`` model decoded by ``spec``."""
-    from bench.models.arch import diffusion as D
-
-    D.check_size(size)
-    with D.building(device, seed, family):
+    check_size(size)
+    with building(device, seed, family):
         module = module_class(config)
     module.eval().requires_grad_(False)
-    return ArchTokenModel(
-        name=f"arch:{family}" + ("@tiny" if size == "tiny" else ""),
-        kind="autoregressive",
-        device=torch.device(device),
-        dtype=torch.float32,
-        call_args=dict(call_args),
-        family_spec=spec,
-        network_module=module,
-        family=family,
-        size=size,
-        reproduces=reproduces,
-        seed=seed,
-        note=note,
-    )
+    fields = arch_fields(family, size, device, ModelKind.AUTOREGRESSIVE, call_args, reproduces,
+                         note)
+    return ArchTokenModel(**fields, family_spec=spec, network_module=module, seed=seed)
 
 
 def end_layers_draft(module: torch.nn.Module, seed: int, component: str,
@@ -284,8 +185,6 @@ def end_layers_draft(module: torch.nn.Module, seed: int, component: str,
     """A draft of ``module``'s own class keeping only its first and last decoder layers
     (under ``layers_prefix``), every other tensor copied from ``module``: the same
     vocabulary and embeddings, a fraction of the cost per token."""
-    import copy
-
     cfg = copy.deepcopy(module.config)
     n = cfg.text_config.num_hidden_layers
     layers = [0, n - 1] if n > 2 else [0]
@@ -305,10 +204,6 @@ def text_tokenizer(vocab_size: int = 1024):
     Janus and Emu3 use), learned here from the benchmark prompts so nothing is downloaded;
     every prompt word is one token. Ids start at 0; the families offset them into their own
     vocabularies."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    from bench.models.hub import HUB_PROMPTS
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

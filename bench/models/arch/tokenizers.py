@@ -32,6 +32,8 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
+from bench.models.hub import HUB_PROMPTS
+
 #: CLIP's sequence length (its position embeddings).
 CLIP_LENGTH = 77
 #: CLIP's special tokens and their ids in the real vocabulary.
@@ -69,8 +71,6 @@ def sana_instruction() -> list[str]:
 def corpus(with_instruction: bool = False) -> tuple[str, ...]:
     """The texts the vocabularies are learned from: the benchmark prompts, plus Sana's
     instruction for the Gemma tokenizer (the only one that sees it)."""
-    from bench.models.hub import HUB_PROMPTS
-
     return (*HUB_PROMPTS, *(sana_instruction() if with_instruction else ()))
 
 

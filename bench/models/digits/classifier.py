@@ -1,7 +1,7 @@
 """The digit classifier: scores prompt adherence and supplies the features of FID/KID.
 
 A small CNN on (N, 1, 16, 16) images in [0, 1]. It is trained only on the ``classifier``
-split of :mod:`bench.data` (``python -m bench.training.train_classifier``) and ships as
+split of :mod:`bench.models.digits.data` (``python -m bench.models.digits.training.train_classifier``) and ships as
 safetensors in ``bench/models/weights/digit-classifier/``.
 """
 
@@ -11,10 +11,13 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-WEIGHTS_DIR = Path(__file__).parent / "weights" / "digit-classifier"
-TRAIN_COMMAND = "python -m bench.training.train_classifier"
+from bench.models.digits import WEIGHTS_ROOT, training_command
+
+WEIGHTS_DIR = WEIGHTS_ROOT / "digit-classifier"
+TRAIN_COMMAND = training_command("train_classifier")
 
 
 class DigitClassifier(nn.Module):
@@ -80,8 +83,6 @@ class DigitClassifier(nn.Module):
 
     def save(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` into ``directory``."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
@@ -96,8 +97,6 @@ def load_classifier(
     device: str | torch.device = "cpu", directory: str | Path | None = None
 ) -> DigitClassifier:
     """Load the shipped classifier in eval mode (offline, from safetensors)."""
-    from safetensors.torch import load_file
-
     directory = Path(directory) if directory is not None else WEIGHTS_DIR
     weights = directory / "model.safetensors"
     config_file = directory / "config.json"

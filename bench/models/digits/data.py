@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 Split = Literal["generator", "classifier", "heldout", "all"]
 
@@ -54,10 +56,17 @@ class DigitsSplit:
 
 
 @cache
-def split_indices() -> dict[str, np.ndarray]:
+def _digits() -> Any:
+    """scikit-learn's digits (loaded on first use: scikit-learn is slow to import)."""
     from sklearn.datasets import load_digits
 
-    labels = load_digits().target
+    return load_digits()
+
+
+@cache
+def split_indices() -> dict[str, np.ndarray]:
+    """The indices of the three disjoint splits (stratified by digit, fixed seed)."""
+    labels = _digits().target
     rng = np.random.default_rng(_SPLIT_SEED)
     parts: dict[str, list[int]] = {"generator": [], "classifier": [], "heldout": []}
     n = len(labels)
@@ -74,31 +83,38 @@ def split_indices() -> dict[str, np.ndarray]:
 
 
 def _upsample(images8: np.ndarray) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
     x = torch.from_numpy(images8.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
     x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     return x.clamp(0, 1).numpy()
 
 
+def split_index(split: Split) -> np.ndarray:
+    """Indices into scikit-learn's digits of one split (``all``: every image, in order)."""
+    if split == "all":
+        return np.arange(len(_digits().target))
+    if split in ("generator", "classifier", "heldout"):
+        return split_indices()[split]
+    raise ValueError(f"unknown split {split!r}; choose generator, classifier, heldout or all")
+
+
 @cache
 def load_split(split: Split = "generator") -> DigitsSplit:
     """Load one split of the digits at 16x16 in [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    if split == "all":
-        idx = np.arange(len(digits.target))
-    elif split in ("generator", "classifier", "heldout"):
-        idx = split_indices()[split]
-    else:
-        raise ValueError(f"unknown split {split!r}; choose generator, classifier, heldout or all")
+    idx = split_index(split)
+    digits = _digits()
     images = _upsample(digits.images[idx])
     images.setflags(write=False)
     labels = digits.target[idx].astype(np.int64)
     labels.setflags(write=False)
     return DigitsSplit(images=images, labels=labels)
+
+
+def raw_split(split: Split = "generator") -> tuple[np.ndarray, np.ndarray]:
+    """One split at its native 8x8 resolution: (images (N, 8, 8) int64 in 0..16, labels
+    (N,)); the same images, in the same order, as :func:`load_split`."""
+    idx = split_index(split)
+    digits = _digits()
+    return digits.images[idx].astype(np.int64), digits.target[idx].astype(np.int64)
 
 
 def balanced_labels(n: int) -> list[int]:

@@ -1,35 +1,39 @@
 """``digits-dit``: the embedded text-conditioned transformer (DiT) diffusion model.
 
-A :class:`~bench.models.digits_dit_pipeline.DigitsDiTPipeline` (diffusers' PixArt transformer,
+A :class:`~bench.models.digits.dit_pipeline.DigitsDiTPipeline` (diffusers' PixArt transformer,
 patch 2 on 16 x 16 pixels = 64 tokens, cross-attention to a 2-layer CLIP text encoder; DDIM,
 v-prediction) trained on the ``generator`` split of the handwritten digits with
-``python -m bench.training.train_digits_dit``; weights ship as safetensors in
+``python -m bench.models.digits.training.train_digits_dit``; weights ship as safetensors in
 ``bench/models/weights/digits-dit/`` and load offline in about a second.
 
 Everything but the denoiser is shared with ``digits-unet``: prompts, data, the classifier,
-generation (:class:`~bench.models.digits_unet.DigitsUNet`), so the two are measured alike.
+generation (:class:`~bench.models.digits.unet.DigitsUNet`), so the two are measured alike.
 The strategies that only apply to transformers (diffusers' cache hooks) use ``kind ==
-"diffusion-dit"``.
+ModelKind.DIT``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from bench.models.digits_unet import DigitsUNet, quiet_loading
+from bench.core.kinds import ModelKind
 
-WEIGHTS_DIR = Path(__file__).parent / "weights" / "digits-dit"
-TRAIN_COMMAND = "python -m bench.training.train_digits_dit"
+# The shipped weights' model_index.json names this module for their transformer, and diffusers
+# loads only from modules already imported: keep it imported wherever digits-dit loads.
+from bench.models import digits_dit_pipeline  # noqa: F401
+from bench.models.digits import WEIGHTS_ROOT, training_command
+from bench.models.digits.dit_pipeline import DigitsDiTPipeline
+from bench.models.digits.unet import DigitsUNet, load_digits, load_digits_pipeline
+
+WEIGHTS_DIR = WEIGHTS_ROOT / "digits-dit"
+TRAIN_COMMAND = training_command("train_digits_dit")
 
 #: Default generation settings (the training script reports adherence at these).
 DEFAULT_CALL_ARGS: dict[str, Any] = {"num_inference_steps": 25, "guidance_scale": 3.0}
-
-#: Roles of :meth:`DigitsDiT.components` -> attribute of the pipeline.
-_ROLES = {"denoiser": "transformer", "text_encoder": "text_encoder"}
 
 
 @dataclass
@@ -40,32 +44,20 @@ class DigitsDiT(DigitsUNet):
     components differ (``denoiser`` is the pipeline's ``transformer``).
     """
 
-    def components(self) -> dict[str, torch.nn.Module]:
-        return {role: getattr(self.pipe, attr) for role, attr in _ROLES.items()}
+    roles: ClassVar[dict[str, str]] = {"denoiser": "transformer", "text_encoder": "text_encoder"}
+    model_name: ClassVar[str] = "digits-dit"
+    model_kind: ClassVar[ModelKind] = ModelKind.DIT
+    pipeline_class: ClassVar[type] = DigitsDiTPipeline
+    weights_dir: ClassVar[Path] = WEIGHTS_DIR
+    train_command: ClassVar[str] = TRAIN_COMMAND
+    default_call_args: ClassVar[dict[str, Any]] = DEFAULT_CALL_ARGS
 
-    def set_component(self, role: str, module: torch.nn.Module) -> None:
-        if role not in _ROLES:
-            raise KeyError(f"{self.name} has no component {role!r}; it has {sorted(_ROLES)}")
-        setattr(self.pipe, _ROLES[role], module)
 
-
-def load_pipeline(directory: str | Path | None = None, device: str | torch.device = "cpu"):
+def load_pipeline(
+    directory: str | Path | None = None, device: str | torch.device = "cpu"
+) -> DigitsDiTPipeline:
     """Load the shipped :class:`DigitsDiTPipeline` (float32, offline, safetensors only)."""
-    from bench.models.digits_dit_pipeline import DigitsDiTPipeline
-
-    directory = Path(directory) if directory is not None else WEIGHTS_DIR
-    if not (directory / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"digits-dit weights not found in {directory}; train them with `{TRAIN_COMMAND}`"
-        )
-    with quiet_loading():
-        pipe = DigitsDiTPipeline.from_pretrained(
-            str(directory), dtype=torch.float32, use_safetensors=True, local_files_only=True
-        )
-    pipe.set_progress_bar_config(disable=True)
-    pipe.transformer.eval()
-    pipe.text_encoder.eval()
-    return pipe.to(device)
+    return load_digits_pipeline(DigitsDiT, directory, device)
 
 
 def load(device: str = "cpu", directory: str | Path | None = None) -> DigitsDiT:
@@ -74,12 +66,7 @@ def load(device: str = "cpu", directory: str | Path | None = None) -> DigitsDiT:
     Raises:
         FileNotFoundError: the weights are missing; the message names the training command.
     """
-    pipe = load_pipeline(directory, device)
-    return DigitsDiT(
-        name="digits-dit",
-        kind="diffusion-dit",
-        device=torch.device(device),
-        dtype=torch.float32,
-        call_args=dict(DEFAULT_CALL_ARGS),
-        pipe=pipe,
-    )
+    return load_digits(DigitsDiT, device, directory)
+
+
+__all__ = ["DEFAULT_CALL_ARGS", "TRAIN_COMMAND", "WEIGHTS_DIR", "DigitsDiT", "load", "load_pipeline"]

@@ -1,4 +1,4 @@
-"""The transformer twin of :class:`~bench.models.digits_pipeline.DigitsPipeline`: 1 x 16 x 16
+"""The transformer twin of :class:`~bench.models.digits.unet_pipeline.DigitsPipeline`: 1 x 16 x 16
 handwritten digits denoised by a DiT with cross-attention to the prompt.
 
 * ``transformer``: :class:`DigitsDiTTransformer`, diffusers' :class:`PixArtTransformer2DModel`
@@ -10,7 +10,7 @@ handwritten digits denoised by a DiT with cross-attention to the prompt.
   transformers and the cache hooks (FirstBlockCache, TaylorSeer, Pyramid Attention
   Broadcast, FasterCache) apply unchanged.
 * ``text_encoder``, ``tokenizer``, ``scheduler``: built exactly as for ``digits-unet``
-  (imported from :mod:`bench.models.digits_pipeline`): the 2-layer CLIP text encoder, the
+  (imported from :mod:`bench.models.digits.unet_pipeline`): the 2-layer CLIP text encoder, the
   word-level tokenizer and DDIM with v-prediction on a cosine schedule. Keeping the UNet's
   scheduler makes the sampling strategies (``steps``, ``scheduler``) mean the same on both
   models.
@@ -36,7 +36,8 @@ from diffusers.models.cache_utils import CacheMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, PreTrainedTokenizerFast
 
-from bench.models.digits_pipeline import (
+from bench.core.errors import ModelError
+from bench.models.digits.unet_pipeline import (
     DigitsPipeline,
     build_scheduler,
     build_text_encoder,
@@ -59,7 +60,7 @@ def build_transformer(
     """The DiT on 1 x 16 x 16 images: patch 2 (64 tokens), ``width`` wide, cross-attention to
     ``text_dim``-wide text embeddings (projected to ``width`` by PixArt's caption projection)."""
     if width % num_heads:
-        raise ValueError(f"width {width} is not divisible by {num_heads} heads")
+        raise ModelError(f"width {width} is not divisible by {num_heads} heads")
     return DigitsDiTTransformer(
         num_attention_heads=num_heads,
         attention_head_dim=width // num_heads,

@@ -2,7 +2,7 @@
 
 Command::
 
-    OMP_NUM_THREADS=1 python -m bench.training.distill_digits_ar_draft    # defaults below
+    OMP_NUM_THREADS=1 python -m bench.models.digits.training.distill_digits_ar_draft    # defaults below
 
 The draft is a 2-layer Llama of the target's width (a quarter of its parameters),
 initialised from the target's first and last decoder layers, its embeddings, final norm and
@@ -33,7 +33,7 @@ reached 72.2%, 44% and 3.1.
 
 from __future__ import annotations
 
-import argparse
+import copy
 import json
 import sys
 import time
@@ -42,20 +42,30 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.core.errors import ModelError
+from bench.models.digits import ar
+from bench.models.digits.training.common import (
+    Loop,
+    Schedule,
+    add_arch_options,
+    arch_of,
+    parser,
+    run_record,
+    save_info,
+)
+
 
 @torch.no_grad()
 def sample_sequences(
     target: torch.nn.Module, n: int, seed: int, temperature: float = 1.0, chunk: int = 250
 ) -> torch.Tensor:
     """``n`` sequences (n, 65) the target samples at ``temperature``, digits cycling 0..9."""
-    from bench.models.digits_ar import PROMPT_TOKEN_OFFSET
-
     out = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for i in range(0, n, chunk):
             digits = torch.arange(i, min(n, i + chunk)) % 10
-            ids = (digits + PROMPT_TOKEN_OFFSET).unsqueeze(1)
+            ids = (digits + ar.PROMPT_TOKEN_OFFSET).unsqueeze(1)
             out.append(target.generate(ids, do_sample=True, temperature=temperature, top_k=0))
     return torch.cat(out)
 
@@ -63,11 +73,9 @@ def sample_sequences(
 def draft_from_target(target: torch.nn.Module, layers: list[int]) -> torch.nn.Module:
     """A draft of the target's width with the target's decoder ``layers`` (in order), its
     embeddings, final norm and output head."""
-    import copy
-
     n = target.config.num_hidden_layers
     if not layers or any(not 0 <= i < n for i in layers):
-        raise ValueError(f"init layers must be in 0..{n - 1}, got {layers}")
+        raise ModelError(f"init layers must be in 0..{n - 1}, got {layers}")
     config = copy.deepcopy(target.config)
     config.num_hidden_layers = len(layers)
     draft = type(target)(config)
@@ -112,10 +120,9 @@ def speculative_check(draft_dir: Path, target_dir: Path | None = None, n: int = 
     """Acceptance rate, forward passes per image and ms/image of plain and speculative
     decoding (batches of 8, ``k`` draft tokens per round) on ``n`` prompts, greedy and sampled
     (the model's default sampling); greedy speculative output must equal the target's."""
-    from bench.models.digits_ar import load, load_lm
-    from strategies.speculative import SpeculativeDecoder
+    from strategies.speculative import SpeculativeDecoder  # lazy: strategies sit above bench.models
 
-    model = load(directory=target_dir) if target_dir is not None else load()
+    model = ar.load(directory=target_dir) if target_dir is not None else ar.load()
     prompts, _ = model.prompts(n)
     seeds = list(range(n))
     out: dict = {}
@@ -129,7 +136,7 @@ def speculative_check(draft_dir: Path, target_dir: Path | None = None, n: int = 
     for mode, args in (("greedy", {"do_sample": False}), ("sampled", {})):
         plain, plain_ms = run(model, args)
         twin = model.clone()
-        twin.set_component("draft", load_lm(draft_dir))
+        twin.set_component("draft", ar.load_lm(draft_dir))
         twin.set_decoder(SpeculativeDecoder(k))
         spec, spec_ms = run(twin, args)
         decoding = twin.notes["decoding"]
@@ -146,51 +153,27 @@ def speculative_check(draft_dir: Path, target_dir: Path | None = None, n: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from bench.models.digits_ar import (
-        DRAFT_ARCH,
-        DRAFT_DIR,
-        WEIGHTS_DIR,
-        build_lm,
-        load_lm,
-        save_lm,
-        sequences,
-    )
-    from bench.training.train_digits_ar import Schedule
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layers", type=int, default=DRAFT_ARCH["layers"])
-    parser.add_argument("--hidden", type=int, default=DRAFT_ARCH["hidden"])
-    parser.add_argument("--heads", type=int, default=DRAFT_ARCH["heads"])
-    parser.add_argument("--intermediate", type=int, default=DRAFT_ARCH["intermediate"])
-    parser.add_argument("--target", type=Path, default=WEIGHTS_DIR)
-    parser.add_argument("--out", type=Path, default=DRAFT_DIR)
-    parser.add_argument("--init-layers", default="0,7",
-                        help="target layers the draft starts from (its width is the target's); "
-                        "'none': a fresh draft of --layers/--hidden/--heads/--intermediate")
-    parser.add_argument("--samples", type=int, default=1500,
-                        help="sequences sampled from the target at each temperature")
-    parser.add_argument("--temperatures", default="1.0,0.5",
-                        help="sampling temperatures of the target's sequences")
-    parser.add_argument("--steps", type=int, default=2500)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-minutes", type=float, default=0.0,
-                        help="time budget of the draft's training (after the target's outputs "
-                        "are computed); the schedule follows it; 0: none")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false")
-    parser.add_argument("--no-check", dest="check", action="store_false",
-                        help="skip the closing speculative-decoding check")
-    args = parser.parse_args(argv)
+    p = parser(__doc__, steps=2500, batch_size=64, lr=2e-3, warmup=50, max_minutes=0.0,
+               max_minutes_help="time budget of the draft's training (after the target's "
+               "outputs are computed); the schedule follows it; 0: none",
+               threads=1, bf16=True, out=ar.DRAFT_DIR)
+    add_arch_options(p, ar.DRAFT_ARCH)
+    p.add_argument("--target", type=Path, default=ar.WEIGHTS_DIR)
+    p.add_argument("--init-layers", default="0,7",
+                   help="target layers the draft starts from (its width is the target's); "
+                   "'none': a fresh draft of --layers/--hidden/--heads/--intermediate")
+    p.add_argument("--samples", type=int, default=1500,
+                   help="sequences sampled from the target at each temperature")
+    p.add_argument("--temperatures", default="1.0,0.5",
+                   help="sampling temperatures of the target's sequences")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the closing speculative-decoding check")
+    args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    target = load_lm(args.target)
-    real, _ = sequences("generator")
+    target = ar.load_lm(args.target)
+    real, _ = ar.sequences("generator")
     temperatures = [float(t) for t in args.temperatures.split(",") if t.strip()]
     sampled = torch.cat([sample_sequences(target, args.samples, args.seed + i, t)
                          for i, t in enumerate(temperatures)])
@@ -201,9 +184,8 @@ def main(argv: list[str] | None = None) -> int:
           f"outputs computed in {prep_s:.0f} s", flush=True)
 
     if args.init_layers.strip().lower() == "none":
-        arch = {"layers": args.layers, "hidden": args.hidden, "heads": args.heads,
-                "intermediate": args.intermediate}
-        draft = build_lm(arch, seed=args.seed).train()
+        arch = arch_of(args)
+        draft = ar.build_lm(arch, seed=args.seed).train()
         init = "random"
     else:
         layers = [int(i) for i in args.init_layers.split(",")]
@@ -217,34 +199,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"draft {arch}: {n_draft} parameters ({n_draft / n_target:.3f} of the target's); "
           f"initialised from {init}", flush=True)
     opt = torch.optim.AdamW(draft.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    train_start = time.perf_counter()
-    schedule = Schedule(opt, args.lr, args.warmup, args.steps, args.max_minutes, train_start)
+    schedule = Schedule(opt, args.lr, args.warmup, args.steps, args.max_minutes)
     gen = torch.Generator().manual_seed(args.seed)
-    step, loss_avg = 0, None
-    bar = tqdm(range(args.steps), desc="digits-ar draft", mininterval=10)
-    for step in bar:
-        lr = schedule.set(step)
+
+    def loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randint(0, len(seqs), (args.batch_size,), generator=gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            loss = kd_loss(draft, seqs[idx], teacher_logp[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
-        opt.step()
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        bar.set_postfix(kl=f"{loss_avg:.4f}", lr=f"{lr:.2e}", refresh=False)
-        if schedule.out_of_time(step + 1):
-            print(f"\ntime budget of {args.max_minutes} min reached at step {step + 1}", flush=True)
-            break
-    bar.close()
-    steps_done = step + 1
-    train_s = time.perf_counter() - train_start
-    print(f"trained {steps_done} steps in {train_s:.0f} s ({train_s / steps_done:.2f} s/step)")
+            value = kd_loss(draft, seqs[idx], teacher_logp[idx])
+        return value, {"kl": value.item()}
+
+    loop = Loop(opt, list(draft.parameters()), "digits-ar draft", schedule=schedule)
+    loop.run(args.steps, loss)
 
     draft.eval()
-    save_lm(draft, args.out)
-    draft = load_lm(args.out)  # score what ships (float16 weights)
-    heldout, _ = sequences("heldout")
+    ar.save_lm(draft, args.out)
+    draft = ar.load_lm(args.out)  # score what ships (float16 weights)
+    heldout, _ = ar.sequences("heldout")
     agree = agreement(target, draft, heldout)
     print(f"top-1 agreement with the target on held-out digits: {agree:.3f}", flush=True)
     check = speculative_check(args.out, args.target) if args.check else {}
@@ -253,26 +223,22 @@ def main(argv: list[str] | None = None) -> int:
               json.dumps(check))
     elapsed = time.perf_counter() - start
     info = {
-        "command": "python -m bench.training.distill_digits_ar_draft "
-        + " ".join(sys.argv[1:] if argv is None else argv),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                 if k not in ("out", "target")},
+        **run_record("distill_digits_ar_draft", argv, args, exclude=("out", "target")),
         "arch": arch,
         "init": init,
         "params": n_draft,
         "target_params": n_target,
         "distillation_set": {"real": len(real), "target_sampled": len(sampled),
                              "temperatures": temperatures},
-        "steps_done": steps_done,
+        "steps_done": loop.steps_done,
         "prep_seconds": round(prep_s, 1),
-        "train_seconds": round(train_s, 1),
+        "train_seconds": round(loop.seconds, 1),
         "total_seconds": round(elapsed, 1),
-        "final_kl": loss_avg,
+        "final_kl": loop.averages.get("kl"),
         "heldout_top1_agreement": agree,
         "speculative_check": check,
     }
-    (args.out / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"saved the draft to {args.out}; elapsed {elapsed:.0f} s ({elapsed / 60:.1f} min)")
+    save_info(args.out / "training_info.json", info, f"saved the draft to {args.out}; elapsed {elapsed:.0f} s ({elapsed / 60:.1f} min)")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Command::
 
-    python -m bench.training.train_classifier            # defaults: 1500 steps, batch 128
+    python -m bench.models.digits.training.train_classifier            # defaults: 1500 steps, batch 128
 
 Trains only on the ``classifier`` split (500 images) with light augmentation (random shifts,
 scale and rotation jitter, intensity noise), reports accuracy on ``heldout`` and saves
@@ -14,13 +14,14 @@ heldout accuracy 1.000 (297 images).
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from bench.models.digits.classifier import WEIGHTS_DIR, DigitClassifier
+from bench.models.digits.data import load_split
+from bench.models.digits.training.common import Loop, parser
 
 
 def augment(
@@ -47,25 +48,14 @@ def augment(
 
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of ``images`` the classifier reads as their ``labels``."""
     pred = model.predict(images)
     return float((pred == labels).float().mean())
 
 
 def main(argv: list[str] | None = None) -> float:
-    from tqdm import tqdm
-
-    from bench.data import load_split
-    from bench.models.classifier import WEIGHTS_DIR, DigitClassifier
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
-    args = parser.parse_args(argv)
-
+    args = parser(__doc__, steps=1500, batch_size=128, lr=2e-3, threads=2,
+                  out=WEIGHTS_DIR).parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -81,26 +71,22 @@ def main(argv: list[str] | None = None) -> float:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1
     )
-    start = time.perf_counter()
-    model.train()
-    for step in (bar := tqdm(range(args.steps), desc="classifier", mininterval=5)):
+
+    def loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randint(0, len(x), (args.batch_size,), generator=gen)
-        xb = augment(x[idx], gen)
-        loss = F.cross_entropy(model(xb), y[idx], label_smoothing=0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    elapsed = time.perf_counter() - start
+        value = F.cross_entropy(model(augment(x[idx], gen)), y[idx], label_smoothing=0.05)
+        return value, {"loss": value.item()}
+
+    model.train()
+    loop = Loop(opt, list(model.parameters()), "classifier", clip=None, mininterval=5,
+                after_step=sched.step).run(args.steps, loss)
     model.eval()
     acc_train = accuracy(model, x, y)
     acc_held = accuracy(model, xh, yh)
     model.save(args.out)
     print(f"train accuracy {acc_train:.4f}; heldout accuracy {acc_held:.4f}")
     print(f"params {sum(p.numel() for p in model.parameters())}; saved to {args.out}")
-    print(f"elapsed {elapsed:.1f} s")
+    print(f"elapsed {loop.seconds:.1f} s")
     return acc_held
 
 

@@ -8,11 +8,11 @@ on real models.
 
 Command (run under the shared CPU lock)::
 
-    OMP_NUM_THREADS=1 flock /tmp/accelbench-cpu.lock python -m bench.training.train_digits_ar_large
+    OMP_NUM_THREADS=1 flock /tmp/accelbench-cpu.lock python -m bench.models.digits.training.train_digits_ar_large
 
-It runs :mod:`bench.training.train_digits_ar` with the large architecture (batch 32, up to
+It runs :mod:`bench.models.digits.training.train_digits_ar` with the large architecture (batch 32, up to
 600 steps within ``--target-minutes``, EMA, the better of EMA and raw weights kept), then
-:mod:`bench.training.distill_digits_ar_draft` with a fresh 2 x 128 draft distilled on the
+:mod:`bench.models.digits.training.distill_digits_ar_draft` with a fresh 2 x 128 draft distilled on the
 target's own samples (``--draft-minutes``), and writes both into
 ``bench/models/weights/digits-ar-large/`` (the target as int8 rows with float16 scales,
 :mod:`bench.models.weight_codec`, so that the repository stays small enough to travel to a GPU
@@ -33,20 +33,16 @@ passes per image instead of 64, and took 116 ms per image against 155 for plain 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
-from pathlib import Path
+
+from bench.models import weight_codec
+from bench.models.digits import ar, training_command
+from bench.models.digits.training import common, distill_digits_ar_draft, train_digits_ar
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.models.digits_ar import LARGE_ARCH, LARGE_DIR
-    from bench.training import distill_digits_ar_draft, train_digits_ar
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=LARGE_DIR)
-    parser.add_argument("--steps", type=int, default=600)
+    parser = common.parser(__doc__, out=ar.LARGE_DIR, steps=600, seed=None)
     parser.add_argument("--target-minutes", type=float, default=35.0)
     parser.add_argument("--draft-minutes", type=float, default=6.0)
     parser.add_argument("--samples", type=int, default=800,
@@ -60,17 +56,16 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     if not args.skip_target:
+        arch = ar.LARGE_ARCH
         code = train_digits_ar.main([
-            "--layers", str(LARGE_ARCH["layers"]), "--hidden", str(LARGE_ARCH["hidden"]),
-            "--heads", str(LARGE_ARCH["heads"]), "--intermediate", str(LARGE_ARCH["intermediate"]),
+            "--layers", str(arch["layers"]), "--hidden", str(arch["hidden"]),
+            "--heads", str(arch["heads"]), "--intermediate", str(arch["intermediate"]),
             "--steps", str(args.steps), "--max-minutes", str(args.target_minutes),
             "--out", str(args.out), "--eval-images", str(args.eval_images),
             "--min-adherence", str(args.min_adherence),
         ])
         if code:
             return code
-        from bench.models import weight_codec
-
         weight_codec.main([str(args.out)])
     target_s = time.perf_counter() - start
     code = distill_digits_ar_draft.main([
@@ -80,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     ])
     total = time.perf_counter() - start
     info = {
-        "command": "python -m bench.training.train_digits_ar_large "
+        "command": training_command("train_digits_ar_large") + " "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "target_seconds": None if args.skip_target else round(target_s, 1),
         "draft_seconds": round(total - target_s, 1),
         "total_seconds": round(total, 1),
     }
-    (args.out / "large_training.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"digits-ar-large: {total / 60:.1f} min in all")
+    common.save_info(args.out / "large_training.json", info, f"digits-ar-large: {total / 60:.1f} min in all")
     return code
 
 

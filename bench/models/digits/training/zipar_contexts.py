@@ -20,11 +20,11 @@ in 94%, against 99.5% in raster order). This script trains on both orders:
 
 Command::
 
-    OMP_NUM_THREADS=2 python -m bench.training.zipar_contexts    # defaults below
+    OMP_NUM_THREADS=2 python -m bench.models.digits.training.zipar_contexts    # defaults below
 
 It overwrites ``bench/models/weights/digits-ar/`` (float16 safetensors) and writes
 ``zipar_training_info.json`` there; the raster-trained original is the starting point
-(``python -m bench.training.train_digits_ar`` rebuilds it). Adherence of 100 sampled images
+(``python -m bench.models.digits.training.train_digits_ar`` rebuilds it). Adherence of 100 sampled images
 is printed for raster order and each window before and after.
 
 Measured (2 threads, quiet 2-core CPU): 300 steps in 539 s (1.8 s/step), 10 min with the
@@ -37,9 +37,7 @@ against 1.08): the price of serving both orders with one small model.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import random
 import sys
 import time
@@ -48,16 +46,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.models.digits import ar, training_command
+from bench.models.digits.training.common import Loop, Schedule, adherence, parser, save_info
+
 
 def layout_inputs(seqs: torch.Tensor, window: int) -> dict[str, torch.Tensor]:
     """ZipAR's schedule with ``window`` over digit sequences ``(B, 65)`` (prompt token, then
     64 image tokens): the model inputs (``input_ids``, ``position_ids``, an additive
     ``attention_mask`` ``(1, 1, n, n)``) and ``labels`` ``(B, n)`` (-100 where an entry decides
     no token). ``window >= 8`` is plain raster order."""
-    from bench.models.digits_ar import GRID
-    from strategies.zipar import training_layout
+    from strategies.zipar import training_layout  # lazy: the strategies sit above bench.models
 
-    layout = training_layout(GRID, GRID, window)
+    layout = training_layout(ar.GRID, ar.GRID, window)
     b = seqs.shape[0]
     image = seqs[:, 1:]
     cells = torch.tensor(layout.cells)
@@ -74,104 +74,77 @@ def layout_inputs(seqs: torch.Tensor, window: int) -> dict[str, torch.Tensor]:
 def layout_loss(lm: torch.nn.Module, seqs: torch.Tensor, window: int) -> torch.Tensor:
     """Cross-entropy of the image tokens (over the 17 pixel levels) decided under ZipAR's
     schedule with ``window``."""
-    from bench.models.digits_ar import NUM_LEVELS
-
     inputs = layout_inputs(seqs, window)
     labels = inputs.pop("labels")
-    logits = lm(**inputs, use_cache=False).logits[..., :NUM_LEVELS]
-    return F.cross_entropy(logits.reshape(-1, NUM_LEVELS), labels.reshape(-1), ignore_index=-100)
+    logits = lm(**inputs, use_cache=False).logits[..., :ar.NUM_LEVELS]
+    return F.cross_entropy(logits.reshape(-1, ar.NUM_LEVELS), labels.reshape(-1), ignore_index=-100)
 
 
 def raster_kl(lm: torch.nn.Module, teacher: torch.nn.Module, seqs: torch.Tensor) -> torch.Tensor:
     """KL(teacher || lm) of the next-token distributions over the pixel levels, raster order."""
-    from bench.models.digits_ar import NUM_LEVELS
-
     with torch.no_grad():
-        target = F.log_softmax(teacher(input_ids=seqs[:, :-1]).logits[..., :NUM_LEVELS], -1)
-    mine = F.log_softmax(lm(input_ids=seqs[:, :-1]).logits[..., :NUM_LEVELS], -1)
+        target = F.log_softmax(teacher(input_ids=seqs[:, :-1]).logits[..., :ar.NUM_LEVELS], -1)
+    mine = F.log_softmax(lm(input_ids=seqs[:, :-1]).logits[..., :ar.NUM_LEVELS], -1)
     return F.kl_div(mine.flatten(0, 1), target.flatten(0, 1), log_target=True, reduction="batchmean")
 
 
 def adherence_table(directory: Path, windows: list[int], n: int) -> dict[str, float]:
     """Sampled adherence (default settings, seeds 0..n-1) in raster order and per window."""
-    from bench.models.digits_ar import load
-    from strategies import parse_stack
+    from strategies import parse_stack  # lazy: the strategies sit above bench.models
 
     out = {}
     for window in [0, *windows]:
-        model = load(directory=directory)
+        model = ar.load(directory=directory)
         if window:
             model = parse_stack(f"zipar:window={window}").apply(model)
-        prompts, labels = model.prompts(n)
-        pred = model.classifier().predict(model.generate(prompts, list(range(n))))
-        out["raster" if not window else f"zipar:window={window}"] = float(
-            (pred == torch.tensor(labels)).float().mean())
+        out["raster" if not window else f"zipar:window={window}"] = adherence(model, n)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from bench.models.digits_ar import WEIGHTS_DIR, load_lm, save_lm, token_batches
-    from bench.training.train_digits_ar import Schedule
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--windows", default="2,3,4", help="ZipAR windows drawn from, one per step")
-    parser.add_argument("--raster-weight", type=float, default=1.0,
-                        help="weight of the raster-order KL to the original model")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--eval-images", type=int, default=100)
-    args = parser.parse_args(argv)
+    p = parser(__doc__, steps=300, batch_size=32, lr=2e-4, warmup=20, threads=2,
+               eval_images=100)
+    p.add_argument("--windows", default="2,3,4", help="ZipAR windows drawn from, one per step")
+    p.add_argument("--raster-weight", type=float, default=1.0,
+                   help="weight of the raster-order KL to the original model")
+    p.add_argument("--weights", type=Path, default=ar.WEIGHTS_DIR)
+    args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     windows = [int(w) for w in args.windows.split(",")]
     start = time.perf_counter()
     before = adherence_table(args.weights, windows, args.eval_images)
     print(f"before: {before}", flush=True)
-    teacher = load_lm(args.weights).eval().requires_grad_(False)
+    teacher = ar.load_lm(args.weights).eval().requires_grad_(False)
     lm = copy.deepcopy(teacher).train().requires_grad_(True)
-    batches = token_batches(args.batch_size, seed=args.seed)
+    batches = ar.token_batches(args.batch_size, seed=args.seed)
     opt = torch.optim.AdamW(lm.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.98))
-    schedule = Schedule(opt, args.lr, args.warmup, args.steps)
     pick = random.Random(args.seed)
-    bar = tqdm(range(args.steps), desc="zipar contexts", mininterval=10)
-    avg: dict[str, float] = {}
-    for step in bar:
-        schedule.set(step)
+
+    def loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         seqs = next(batches)
         zipar = layout_loss(lm, seqs, pick.choice(windows))
         kl = raster_kl(lm, teacher, seqs)
-        loss = zipar + args.raster_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-        opt.step()
-        for key, value in (("zipar_ce", zipar.item()), ("raster_kl", kl.item())):
-            avg[key] = value if key not in avg else 0.95 * avg[key] + 0.05 * value
-        bar.set_postfix({k: f"{v:.4f}" for k, v in avg.items()}, refresh=False)
-    bar.close()
+        return zipar + args.raster_weight * kl, {"zipar_ce": zipar.item(), "raster_kl": kl.item()}
+
+    loop = Loop(opt, list(lm.parameters()), "zipar contexts",
+                schedule=Schedule(opt, args.lr, args.warmup, args.steps))
+    loop.run(args.steps, loss)
     train_s = time.perf_counter() - start
-    save_lm(lm.eval(), args.weights)
+    ar.save_lm(lm.eval(), args.weights)
     after = adherence_table(args.weights, windows, args.eval_images)
     print(f"after: {after}", flush=True)
     changed = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-               if k != "weights" and v != parser.get_default(k)]
+               if k != "weights" and v != p.get_default(k)]
     info = {
-        "command": " ".join(["python -m bench.training.zipar_contexts", *changed]),
+        "command": " ".join([training_command("zipar_contexts"), *changed]),
         "args": {k: v for k, v in vars(args).items() if k != "weights"},
         "train_seconds": round(train_s, 1),
-        "final_losses": {k: round(v, 4) for k, v in avg.items()},
+        "final_losses": {k: round(v, 4) for k, v in loop.averages.items()},
         "adherence_sampled_before": before,
         "adherence_sampled_after": after,
     }
-    (args.weights / "zipar_training_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"saved to {args.weights} ({time.perf_counter() - start:.0f} s)")
+    save_info(args.weights / "zipar_training_info.json", info, f"saved to {args.weights} ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
