@@ -7,6 +7,6 @@ Importing this package is cheap: torch and friends load only when a model is use
 
 __version__ = "0.1.0"
 
-from bench.quiet import silence_known_noise as _silence_known_noise  # noqa: E402
+from bench.measure.quiet import silence_known_noise as _silence_known_noise  # noqa: E402
 
 _silence_known_noise()

@@ -23,7 +23,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.formats import number, sanitize, slug
+from bench.core.compare import verdicts
+from bench.core.config import RunConfig, TimingConfig
+from bench.core.formats import number, sanitize, slug
+from bench.core.quality_config import QualityConfig
+from bench.core.record import REFERENCE, Record, Speedup
+from bench.measure.engine import Engine, EngineError
+from bench.models import arch
+from strategies import parse_stack
+from strategies.core.registry import names
 
 #: Stacks measured besides every strategy on its own. ``quant+compile`` (int8 weights pay
 #: on the CPU only compiled) is left to ``-s``: its compiles would add about 4 minutes on a
@@ -69,7 +77,7 @@ class Cell:
         return "n/a" if self.status == "unsupported" else "FAILED"
 
     def speedup_dict(self) -> dict[str, Any] | None:
-        """The cell's speedup as a record holds it (for :func:`bench.compare.verdicts`)."""
+        """The cell's speedup as a record holds it (for :func:`bench.core.compare.verdicts`)."""
         if self.status != "ok" or self.speedup is None:
             return None
         return {"ratio": self.speedup, "ci_low": self.ci_low, "ci_high": self.ci_high,
@@ -79,7 +87,6 @@ class Cell:
 
 def judge(cells: Sequence[Cell]) -> list[Cell]:
     """Give every ``ok`` cell its verdict, the false discovery rate held over all of them."""
-    from bench.compare import verdicts
 
     for cell, word in zip(cells, verdicts([c.speedup_dict() for c in cells]), strict=True):
         cell.verdict = word
@@ -88,38 +95,35 @@ def judge(cells: Sequence[Cell]) -> list[Cell]:
 
 def default_models() -> list[str]:
     """Every ``arch:`` family's tiny variant."""
-    from bench.models import arch
 
     return [n for n in arch.names() if n.endswith(arch.TINY_SUFFIX)]
 
 
 def default_strategies() -> list[str]:
     """Every registered strategy with its default parameters, then :data:`EXTRA_STACKS`."""
-    from strategies.registry import names
 
-    return [n for n in names() if n != "baseline"] + list(EXTRA_STACKS)
+    return [n for n in names() if n != REFERENCE] + list(EXTRA_STACKS)
 
 
 def _cells_from_records(model: str, records: list[dict[str, Any]]) -> list[Cell]:
     cells = []
     for r in records:
-        if r["strategy"] == "baseline":
+        rec = Record.from_dict(r)
+        if rec.is_reference:
             continue
-        sp = (r.get("stats") or {}).get("speedup") or {}
-        quality = r.get("quality") or {}
-        status, reason = r["status"], r.get("error")
-        compiled = (r.get("cold") or {}).get("compiles")
+        sp = rec.speedup or Speedup(None)
+        status, reason = rec.status, rec.error
+        compiled = rec.cold_costs.get("compiles")
         if status == "ok" and "compile" in r["strategy"] and not compiled:
             # A compile that compiled nothing measured eager code under compile's name.
             status = "failed"
             reason = "compile ran, but no call compiled anything (cold.compiles is 0)"
         cells.append(Cell(
             model=model, strategy=r["strategy"], status=status,
-            speedup=number(sp.get("ratio")), ci_low=number(sp.get("ci_low")),
-            ci_high=number(sp.get("ci_high")), significant=sp.get("significant"),
-            psnr=number(quality.get("psnr")), identical=_identical(r), reason=reason,
-            caveats=tuple(r.get("caveats") or ()), p_value=number(sp.get("p_value")),
-            ci_level=number(sp.get("ci_level")), method=sp.get("method"),
+            speedup=sp.ratio, ci_low=sp.ci_low, ci_high=sp.ci_high, significant=sp.significant,
+            psnr=number((rec.quality or {}).get("psnr")), identical=_identical(r), reason=reason,
+            caveats=tuple(rec.caveats), p_value=sp.p_value,
+            ci_level=sp.ci_level, method=sp.method,
         ))
     return cells
 
@@ -134,7 +138,6 @@ def _identical(record: dict[str, Any]) -> tuple[int, int] | None:
 
 def refused_cells(model: str, stacks: Sequence[str], message: str) -> list[Cell]:
     """Cells of a model whose every stack the engine refused (its message lists them)."""
-    from strategies import parse_stack
 
     reasons = dict(re.findall(r"^ +(\S.*?): (.*)$", message, flags=re.M))
     out = []
@@ -149,9 +152,6 @@ def run_matrix(models: Sequence[str], stacks: Sequence[str], out_dir: Path, *, d
                threads: int | None = None, log: Callable[[str], None] | None = None,
                show_progress: bool = True) -> list[Cell]:
     """Measure ``stacks`` on each of ``models`` and write the matrix to ``out_dir``."""
-    from bench.config import RunConfig, TimingConfig
-    from bench.engine import Engine, EngineError
-    from bench.quality.config import QualityConfig
 
     log = log or (lambda msg: None)
     out_dir = Path(out_dir)
@@ -160,7 +160,7 @@ def run_matrix(models: Sequence[str], stacks: Sequence[str], out_dir: Path, *, d
     for model in models:
         log(f"== {model}: {len(stacks)} stacks")
         config = RunConfig(
-            model=model, strategies=("baseline", *stacks), device=device, batch_size=1,
+            model=model, strategies=(REFERENCE, *stacks), device=device, batch_size=1,
             timing=TimingConfig(warmup=warmup, min_iterations=iterations, min_seconds=0,
                                 max_iterations=iterations),
             quality_images=quality_images, out_dir=out_dir / slug(model), threads=threads,

@@ -35,7 +35,8 @@ from typing import Any
 
 import pytest
 
-from bench.formats import sanitize
+from bench.core.formats import sanitize, slug
+from bench.core.record import REFERENCE
 
 #: Schema of the plugin's ``extra_info`` block.
 EXTRA_SCHEMA = "accelbench.pytest/1"
@@ -99,7 +100,7 @@ class GenerationBenchmark:
     def __call__(
         self,
         model: str,
-        strategy: str = "baseline",
+        strategy: str = REFERENCE,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         steps: int | None = None,
@@ -128,11 +129,25 @@ class GenerationBenchmark:
                 ``max(batch_size, 8)``; each image has its own seed, so the batch does not
                 change the images).
         """
-        from bench.config import RunConfig, TimingConfig
-        from bench.engine import Engine, EngineError
-        from bench.models.registry import ModelError, check_device
-        from bench.quality.config import QualityConfig
-        from strategies import StrategyError, parse_stack
+        from bench.core.config import (  # lazy: the plugin loads in every pytest session; torch only when a benchmark runs
+            RunConfig,
+            TimingConfig,
+        )
+        from bench.core.quality_config import (
+            QualityConfig,  # lazy: the plugin loads in every pytest session; torch only when a benchmark runs
+        )
+        from bench.measure.engine import (  # lazy: the plugin loads in every pytest session; torch only when a benchmark runs
+            Engine,
+            EngineError,
+        )
+        from bench.models.registry import (  # lazy: the plugin loads in every pytest session; torch only when a benchmark runs
+            ModelError,
+            check_device,
+        )
+        from strategies import (  # lazy: the plugin loads in every pytest session; torch only when a benchmark runs
+            StrategyError,
+            parse_stack,
+        )
 
         rounds = int(self._opt("accelbench_rounds", rounds))
         warmup_rounds = int(self._opt("accelbench_warmup", warmup_rounds))
@@ -180,7 +195,6 @@ class GenerationBenchmark:
     def _out_dir(self, model: str, spec: str) -> Path:
         """Where the engine writes this benchmark's run directory: ``--accelbench-out``, or
         pytest's temporary folder."""
-        from bench.formats import slug
 
         root = self.config.getoption("accelbench_out", None)
         if root is None:
@@ -189,7 +203,7 @@ class GenerationBenchmark:
 
 
 class PytestBenchmarkSchedule:
-    """The schedule (see :class:`bench.schedules.Schedule`) of the plugin: pytest-benchmark
+    """The schedule (see :class:`bench.measure.schedules.Schedule`) of the plugin: pytest-benchmark
     times the one stack. ``benchmark.pedantic`` runs the warm-up rounds, then the timed rounds
     of one call each, so ``stats.data`` holds one raw latency per call; the engine sees the
     same calls' bounds and step times through the arm and attributes its samples to them."""
@@ -207,7 +221,9 @@ class PytestBenchmarkSchedule:
                 "enabled": bool(self.benchmark.enabled)}
 
     def run(self, arms: Any, timing: Any, hooks: Any = None) -> list[Any]:
-        from bench.harness import Timing
+        from bench.measure.harness import (
+            Timing,  # lazy: the plugin loads in every pytest session; torch only when a benchmark runs
+        )
 
         (arm,) = arms
         calls: list[Any] = []

@@ -1,8 +1,8 @@
-"""The worker side of a sweep job: ``python -m bench.job JOB_DIR``.
+"""The worker side of a sweep job: ``python -m bench.sweep.job JOB_DIR``.
 
 ``JOB_DIR/job.json`` holds the job (see :func:`bench.sweep.payload`, plus the threads and
 CPUs the executor gave it). The worker imports the sweep's plugins, runs the engine
-(:class:`bench.engine.Engine`) on the baseline and the job's stack, interleaved in this process
+(:class:`bench.measure.engine.Engine`) on the baseline and the job's stack, interleaved in this process
 (so the stack's speedup is against a baseline measured here and now, round by round), and
 writes the job's one record to ``JOB_DIR/record.json`` (atomically), exit status 0. Everything it
 prints goes to ``JOB_DIR/log.txt`` (the executor redirects it).
@@ -28,6 +28,18 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from bench.core.config import RunConfig, TimingConfig
+from bench.core.errors import StrategyError
+from bench.core.formats import sanitize
+from bench.core.quality_config import QualityConfig
+from bench.core.record import REFERENCE
+from bench.core.record import failure_record as build
+from bench.measure.engine import (  # lazy: the sweep driver imports this module and stays torch-free
+    Engine,
+    EngineError,
+)
+from bench.sweep import import_plugins
 
 JOB_FILE = "job.json"
 RECORD_FILE = "record.json"
@@ -71,7 +83,6 @@ def failure_record(
     ``kind`` is ``timeout``, ``crash``, ``killed``, ``oom`` or ``error``; ``details`` adds
     e.g. the time limit or the exit status to the record's ``failure`` field.
     """
-    from bench.record import failure_record as build
 
     settings = payload.get("settings") or {}
     run = payload.get("run") or {}
@@ -86,14 +97,12 @@ def failure_record(
 
 
 def run_config(payload: dict[str, Any], job_dir: Path):
-    """The :class:`bench.config.RunConfig` of a job: the baseline and its stack."""
-    from bench.config import RunConfig, TimingConfig
-    from bench.quality.config import QualityConfig
+    """The :class:`bench.core.config.RunConfig` of a job: the baseline and its stack."""
 
     settings = payload["settings"]
     run = payload["run"]
     resolution = settings.get("resolution")
-    strategies = ("baseline",) if payload["strategy"] == "baseline" else (payload["strategy"],)
+    strategies = (REFERENCE,) if payload["strategy"] == REFERENCE else (payload["strategy"],)
     return RunConfig(
         model=payload["model"],
         strategies=strategies,
@@ -122,7 +131,7 @@ def _job_record(payload: dict[str, Any], records: list[dict[str, Any]],
     after the stack where the run was sequential: how much the machine drifted meanwhile) and
     its file paths made relative to the sweep folder."""
     record = dict(records[-1])
-    if payload["strategy"] != "baseline" and len(records) > 1:
+    if payload["strategy"] != REFERENCE and len(records) > 1:
         ref = records[0]
         record["reference"] = {
             "strategy": ref.get("strategy"),
@@ -149,9 +158,6 @@ def _job_record(payload: dict[str, Any], records: list[dict[str, Any]],
 def run_job(payload: dict[str, Any], job_dir: Path, log=None) -> dict[str, Any]:
     """Run one job in this process and return its record (never raises for the job's own
     errors: they become a failed record)."""
-    from bench.engine import Engine, EngineError
-    from bench.sweep import import_plugins
-    from strategies.base import StrategyError
 
     log = log or (lambda msg: print(msg, flush=True))
     started, started_at = time.perf_counter(), time.time()
@@ -175,7 +181,6 @@ def run_job(payload: dict[str, Any], job_dir: Path, log=None) -> dict[str, Any]:
 
 def write_record(job_dir: Path, record: dict[str, Any]) -> Path:
     """Write ``record.json`` atomically (temp file, fsync, rename)."""
-    from bench.formats import sanitize
 
     target = Path(job_dir) / RECORD_FILE
     fd, tmp = tempfile.mkstemp(dir=job_dir, prefix=".record.", suffix=".tmp")
@@ -236,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the job in ``argv[0]`` (a job folder) and write its record."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m bench.job JOB_DIR", file=sys.stderr)
+        print("usage: python -m bench.sweep.job JOB_DIR", file=sys.stderr)
         return 2
     _die_with_parent()
     job_dir = Path(argv[0])

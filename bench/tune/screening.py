@@ -17,9 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.formats import number
-from bench.search_space import NONE
-from bench.tune_budget import WARMUP
+from bench.core import results
+from bench.core.config import RunConfig, TimingConfig
+from bench.core.formats import number
+from bench.core.record import REFERENCE
+from bench.measure.engine import Engine
+from bench.tune import search_space
+from bench.tune.budget import WARMUP
+from bench.tune.search_space import NONE
 
 #: Quality images of the screening run (each strategy alone: guidance, not the answer).
 SCREEN_IMAGES = 64
@@ -74,9 +79,6 @@ class Screening:
         the per-technique figures are the tune folder's ``screen/`` run. Skipped when the
         study already has trials, when trials run elsewhere (Ray), or when it would not leave
         room for the final measurement."""
-        from bench import search_space
-        from bench.config import RunConfig, TimingConfig
-        from bench.engine import Engine
 
         cfg = self.config
         if cfg.executor != "local" or study.get_trials(deepcopy=False):
@@ -98,7 +100,7 @@ class Screening:
         self.log(f"screening {len(asked)} strategies alone, interleaved with the baseline in one run "
                  f"(about {estimate / 60:.1f} min at most)")
         config = RunConfig(
-            model=cfg.model, strategies=("baseline", *(spec for _, spec in asked)), device=cfg.device,
+            model=cfg.model, strategies=(REFERENCE, *(spec for _, spec in asked)), device=cfg.device,
             batch_size=cfg.batch_size,
             timing=TimingConfig(warmup=WARMUP, min_iterations=cfg.cheap_iterations, min_seconds=0,
                                 max_iterations=cfg.cheap_iterations, prune_slower_than=PRUNE_IN_SCREENING),
@@ -110,8 +112,6 @@ class Screening:
             with deadline(limit):
                 records = Engine(config, log=None, show_progress=False).run().records
         except ScreeningCut:
-            from bench import results
-
             written = results.results_path(self.out / "screen")
             records = list(results.iter_records(written)) if written.exists() else []
             why = f"the screening was cut after {limit:.0f} s to keep the budget"
@@ -119,7 +119,7 @@ class Screening:
             records += [{"strategy": spec, "status": "failed", "error": why}
                         for _, spec in asked if spec not in {r["strategy"] for r in records}]
         by_spec = {r["strategy"]: r for r in records}
-        base = by_spec.get("baseline")
+        base = by_spec.get(REFERENCE)
         self._tell_all(study, asked, by_spec, baseline=base)
         combined = self._combination(study, base)
         if combined:

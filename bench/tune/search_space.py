@@ -23,6 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.core.record import REFERENCE
+from strategies import StrategyError, StrategyStack, get_strategy
+from strategies.core.registry import names
+
 NONE = "none"
 
 
@@ -167,10 +171,9 @@ def derive(model: Any, *, allow_training: bool = False, only: Sequence[str] | No
     keeps fields declared ``below_model`` under the model's own value: a step count above
     the model's own can only be slower (the search drew 652 of 1-1000 for a 25-step model).
     """
-    from strategies.registry import get_strategy, names
 
     space = SearchSpace(device=str(getattr(model, "device", "cpu")))
-    wanted = list(only) if only else [n for n in names() if n != "baseline"]
+    wanted = list(only) if only else [n for n in names() if n != REFERENCE]
     for name in wanted:
         cls = get_strategy(name)
         if cls.trains and not allow_training:
@@ -204,7 +207,6 @@ def derive(model: Any, *, allow_training: bool = False, only: Sequence[str] | No
 def propose(trial: Any, space: SearchSpace) -> str:
     """Ask ``trial`` for a combination and return its canonical stack spec (``baseline`` when
     nothing is on). Raises :class:`Incompatible` for a combination that cannot be stacked."""
-    from strategies import StrategyError, StrategyStack, get_strategy
 
     chosen: list[str] = []
     for group, members in sorted(space.groups.items()):
@@ -215,7 +217,7 @@ def propose(trial: Any, space: SearchSpace) -> str:
         if trial.suggest_categorical(f"use.{name}", [False, True]):
             chosen.append(name)
     if not chosen:
-        return "baseline"
+        return REFERENCE
     strategies = []
     for name in chosen:
         cls = get_strategy(name)
@@ -236,7 +238,6 @@ def singles(space: SearchSpace) -> list[dict[str, Any]]:
     """Trial parameters of every strategy of ``space`` alone at its defaults (for Optuna's
     ``enqueue_trial``): its group or toggle on, every other off; then every pair a strategy
     declares with ``screen_with`` (a scheduler with the step count), both at their defaults."""
-    from strategies.registry import get_strategy
 
     names = [[n] for n in space.strategies]
     names += [[n, other] for n in space.strategies for other in get_strategy(n).screen_with

@@ -1,20 +1,21 @@
 """Where sweep jobs run: processes on this machine, or Ray tasks on a cluster.
 
-Every executor runs each job isolated in its own ``python -m bench.job`` process (on
+Every executor runs each job isolated in its own ``python -m bench.sweep.job`` process (on
 whichever node), with the job's time limit, and hands the record back to the sweep
-process, which alone appends to the results store (:mod:`bench.executors.store`). A job
+process, which alone appends to the results store (:mod:`bench.sweep.executors.store`). A job
 that crashes, is killed (out of memory) or hangs past its limit becomes a failed record
 saying how it ended; the sweep goes on. See :mod:`bench.sweep` for what a job is.
 
-* :class:`~bench.executors.local.LocalExecutor`: ``workers`` processes at a time here.
-* :class:`~bench.executors.ray_executor.RayExecutor`: Ray tasks (``ray`` imported lazily).
+* :class:`~bench.sweep.executors.local.LocalExecutor`: ``workers`` processes at a time here.
+* :class:`~bench.sweep.executors.ray_executor.RayExecutor`: Ray tasks (``ray`` imported lazily).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.executors.base import Executor, Outcome, Schedule
+from bench.sweep.executors.base import Executor, Outcome, Schedule
+from bench.sweep.executors.local import LocalExecutor
 
 EXECUTORS = ("local", "ray")
 
@@ -22,11 +23,11 @@ EXECUTORS = ("local", "ray")
 def make_executor(name: str, **options: Any) -> Executor:
     """An executor by name: ``local`` (workers, threads) or ``ray`` (address, threads)."""
     if name == "local":
-        from bench.executors.local import LocalExecutor
-
         return LocalExecutor(workers=options.get("workers") or 1, threads=options.get("threads"))
     if name == "ray":
-        from bench.executors.ray_executor import RayExecutor
+        from bench.sweep.executors.ray_executor import (
+            RayExecutor,  # lazy: Ray is an optional dependency
+        )
 
         return RayExecutor(address=options.get("address"), threads=options.get("threads") or 1,
                            init_kwargs=options.get("init_kwargs"),

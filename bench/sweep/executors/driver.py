@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.executors.base import Executor, Outcome
-from bench.executors.store import SweepStore
-from bench.formats import fmt
-from bench.sweep import Job, Plan, payload
+from bench.core import results
+from bench.core.formats import fmt
+from bench.core.record import Record
+from bench.sweep import Job, Plan, latest, payload
+from bench.sweep.executors.base import Executor, Outcome
+from bench.sweep.executors.store import SweepStore
 
 
 @dataclass
@@ -111,8 +113,6 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 def plan_table(plan: Plan, retry_failed: bool = False) -> str:
     """The jobs of a plan, one line each, with what a run would do with them."""
-    from bench import results
-    from bench.sweep import latest
 
     path = results.results_path(plan.spec.out_dir)
     done = latest(results.iter_records(path)) if path.exists() else {}
@@ -140,16 +140,16 @@ def summary(result: SweepResult) -> str:
         if r is None:
             rows.append((j.model, j.settings.label, j.strategy, "missing", "", "", "", "", "", ""))
             continue
-        stats = r.get("stats") or {}
-        lat = (stats.get("latency_ms") or {}).get("median")
-        sp = stats.get("speedup") or {}
-        q = r.get("quality") or {}
+        rec = Record.from_dict(r)
+        lat = rec.latency_ms.median if rec.latency_ms else None
+        sp = rec.speedup
+        q = rec.quality or {}
         speed = ""
-        if sp and not j.is_baseline:
-            speed = fmt(sp.get("ratio"), ".2f") + "x" + (f" {sp['verdict']}" if sp.get("verdict") else "")
+        if sp is not None and not j.is_baseline:
+            speed = fmt(sp.ratio, ".2f") + "x" + (f" {sp.verdict}" if sp.verdict else "")
         when = "now" if j.id in ran else "recovered" if j.id in recovered else "before"
-        note = "" if r.get("status") == "ok" else str(r.get("error") or "")[:70]
-        rows.append((j.model, j.settings.label, j.strategy, str(r.get("status")),
+        note = "" if rec.ok else str(rec.error or "")[:70]
+        rows.append((j.model, j.settings.label, j.strategy, str(rec.status),
                      fmt(lat, ".1f") if lat is not None else "", speed,
                      fmt(q.get("psnr"), ".1f") if q else "", fmt(q.get("ssim"), ".3f") if q else "",
                      when, note))

@@ -1,6 +1,6 @@
 """Jobs as processes on this machine, ``workers`` at a time.
 
-Each job is its own ``python -m bench.job`` process (see :mod:`bench.executors.process`):
+Each job is its own ``python -m bench.sweep.job`` process (see :mod:`bench.sweep.executors.process`):
 a segfault, an out-of-memory kill or a hang (cut at the job's time limit) ends that job
 only. With several workers, each worker slot gets its own CPU cores (affinity) and, for
 ``device = "cuda"``, its own GPU (``CUDA_VISIBLE_DEVICES``), so concurrent jobs do not
@@ -15,9 +15,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.executors import process
-from bench.executors.base import Deliver, Executor, JobDir, Outcome, Schedule
 from bench.sweep import Job, Plan, SweepError
+from bench.sweep.executors import process
+from bench.sweep.executors.base import Deliver, Executor, JobDir, Outcome, Schedule
 
 
 def _available_cpus() -> list[int]:

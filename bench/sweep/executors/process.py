@@ -1,4 +1,4 @@
-"""One job in its own process (``python -m bench.job``), and what to record when it dies.
+"""One job in its own process (``python -m bench.sweep.job``), and what to record when it dies.
 
 The job runs in a new session (its own process group), so a timeout kills it *and* any
 process it started (compile workers, data loaders). Its output goes to ``log.txt`` in its
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.job import JOB_FILE, LOG_FILE, PARENT_ENV, RECORD_FILE, failure_record, read_record
+from bench.sweep.job import JOB_FILE, LOG_FILE, PARENT_ENV, RECORD_FILE, failure_record, read_record
 
 #: Lines of a job's log kept in its failed record.
 LOG_TAIL_LINES = 25
@@ -56,7 +56,7 @@ class Running:
 
 def start(payload: dict[str, Any], job_dir: Path, *, threads: int,
           cpus: list[int] | None = None, cuda_visible: str | None = None) -> Running:
-    """Write the job file and start ``python -m bench.job`` on it."""
+    """Write the job file and start ``python -m bench.sweep.job`` on it."""
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     (job_dir / RECORD_FILE).unlink(missing_ok=True)
@@ -81,7 +81,7 @@ def start(payload: dict[str, Any], job_dir: Path, *, threads: int,
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible
     with open(job_dir / LOG_FILE, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.job", str(job_dir)],
+            [sys.executable, "-m", "bench.sweep.job", str(job_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True,
         )

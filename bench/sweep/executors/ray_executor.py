@@ -1,7 +1,7 @@
 """Jobs as Ray tasks: one machine or many, results gathered into the same store.
 
 Each job is a Ray task that runs the job exactly as the local executor does, in its own
-``python -m bench.job`` process on the worker node (so a crash or a hang kills that process,
+``python -m bench.sweep.job`` process on the worker node (so a crash or a hang kills that process,
 never the Ray worker), in a temporary folder there. The task returns the record and the
 job's files (image grid, sampled series, log); the sweep process writes them into the sweep
 folder and appends the record, so the store is the same whichever executor ran the jobs and
@@ -27,8 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.executors.base import Deliver, Executor, JobDir, Outcome, Schedule
 from bench.sweep import Job, Plan, SweepError
+from bench.sweep.executors import process
+from bench.sweep.executors.base import Deliver, Executor, JobDir, Outcome, Schedule
+from bench.sweep.job import JOB_FILE, RECORD_FILE, failure_record
 
 #: Files of a job's folder bigger than this are not shipped back (bytes).
 MAX_FILE_BYTES = 64 * 2**20
@@ -72,8 +74,6 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 
 def _ray_job(payload: dict[str, Any], threads: int) -> dict[str, Any]:
     """The Ray task: run the job isolated in a temp folder; return its record and files."""
-    from bench.executors import process
-    from bench.job import JOB_FILE, RECORD_FILE
 
     tmp = Path(tempfile.mkdtemp(prefix=f"accelbench-{payload['id']}-"))
     try:
@@ -192,7 +192,6 @@ class RayExecutor(Executor):
                         result = ray.get(ref)
                         outcome = Outcome(job, result["record"], result["files"])
                     except Exception as exc:  # the task itself failed (node lost...)
-                        from bench.job import failure_record
 
                         outcome = Outcome(job, failure_record(
                             {**payloads[job.id], "executor": self.name},

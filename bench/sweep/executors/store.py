@@ -3,7 +3,7 @@ job, the resolved spec, and a lock so that two sweeps never write the same folde
 
 Crash safety, whatever kills the sweep process and when:
 
-* a record is one fsynced ``write`` of one line (:func:`bench.results.append`); a line torn
+* a record is one fsynced ``write`` of one line (:func:`bench.core.results.append`); a line torn
   by a kill in the middle of it is cut off (kept aside in ``results.jsonl.torn``) before
   anything else is appended, so no record is ever glued to a broken one;
 * a job writes its ``record.json`` atomically before it exits; one that finished while the
@@ -21,9 +21,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench import results
-from bench.job import RECORD_FILE, job_prefix, read_record
+from bench.core import lock, results
 from bench.sweep import SweepError, latest
+from bench.sweep.job import RECORD_FILE, job_prefix, read_record
 
 LOCK_FILE = ".sweep.lock"
 SPEC_FILE = "sweep.json"
@@ -40,21 +40,9 @@ class SweepStore:
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> SweepStore:
-        import fcntl
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise SweepError(
-                f"another sweep (pid {holder}) is writing to {self.root}; wait for it or use "
-                "another output folder"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        fd = lock.acquire(self.root, LOCK_FILE, lambda holder: SweepError(
+            f"another sweep (pid {holder}) is writing to {self.root}; wait for it or use "
+            "another output folder"))
         self._lock_fd = fd
         self.cut_bytes = self.repair_tail()
         return self
