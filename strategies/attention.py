@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, param
+from strategies.core.base import Strategy, StrategyConfig, param
 
 #: Parameter value -> name of the ``torch.nn.attention.SDPBackend`` member.
 BACKENDS = {

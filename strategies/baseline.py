@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strategies.base import Strategy, StrategyConfig
+from strategies.core.base import Strategy, StrategyConfig
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig
+from strategies.core.base import Strategy, StrategyConfig
 
 
 @dataclass(frozen=True)

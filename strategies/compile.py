@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, param
+from strategies.core.base import Strategy, StrategyConfig, param
 
 #: Largest absolute difference between compiled and eager images (values in [0, 1], fp32)
 #: that still counts as "the same output".

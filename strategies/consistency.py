@@ -23,7 +23,7 @@ Training (one step, batch of training images ``x0`` and their prompts ``c``):
 
 The student starts as a copy of the teacher (same class, config and mixins, so every other
 strategy that applies to the teacher applies to it). Trained weights are cached like every
-training strategy's (:func:`strategies.training.train_or_load`, keyed by the teacher's
+training strategy's (:func:`strategies.core.training.train_or_load`, keyed by the teacher's
 weights, this config without the sampling ``steps``, and the code version); one trained
 student serves every step count. The training time is recorded as a one-off cost.
 
@@ -42,7 +42,7 @@ SDXL-Lightning and Hyper-SD ship fixed-guidance students for the same reason.
 Parameters: ``steps`` (1-8) sets the sampling steps; ``train_steps``, ``lr``, ``batch_size``
 the training; ``skip`` the teacher solver's step (20 on a 1000-step schedule: LCM's 50-step
 skipping schedule, LCMScheduler's ``original_inference_steps``); ``ema`` the target network;
-``augment`` the shared training-time augmentation (:mod:`strategies.augment`), off by
+``augment`` the shared training-time augmentation (:mod:`strategies.core.augment`), off by
 default: the targets come from the teacher's trajectories, and augmented images only start
 those trajectories off the data distribution.
 """
@@ -53,16 +53,18 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from strategies.base import Strategy, StrategyConfig, StrategyError, param
+import torch
+from torch import nn
+
+from strategies.adapters.base import TrainBatch, first_tensor, get_adapter
+from strategies.core import training
+from strategies.core.base import Strategy, StrategyError, param
+from strategies.distill import training_reason
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
     from bench.models.base import ReferenceModel
-    from strategies.adapters.base import TrainBatch
     from strategies.adapters.diffusion import DiffusionAdapter
-    from strategies.training import Trained
+    from strategies.core.training import Trained
 
 #: LCMScheduler's boundary-condition time scale (its default; the LCM paper's value).
 TIMESTEP_SCALING = 10.0
@@ -73,7 +75,7 @@ SAMPLING_ONLY = ("steps",)
 
 
 @dataclass(frozen=True)
-class Config(StrategyConfig):
+class Config(training.TrainingConfig):
     """How the few-step student is trained and sampled."""
 
     steps: int = param(
@@ -87,14 +89,8 @@ class Config(StrategyConfig):
         high=1_000_000,
         search=False,
     )
-    lr: float = param(
-        1e-4,
-        "peak learning rate (AdamW, warm-up then cosine decay)",
-        low=1e-7,
-        high=1.0,
-        search=False,
-    )
-    batch_size: int = param(32, "training batch size", low=1, high=4096, search=False)
+    lr: float = training.lr_param(1e-4)
+    batch_size: int = training.batch_size_param()
     skip: int = param(
         20,
         "skip interval: the teacher ODE solver's step in training timesteps "
@@ -131,23 +127,10 @@ class Config(StrategyConfig):
         high=1.0,
         search=False,
     )
-    augment: str = param(
-        "none", "data augmentation: none, all, or crop/color/noise joined with '/'", search=False
-    )
-    seed: int = param(
-        0, "seed of the data order, timesteps, noise and augmentation", low=0, search=False
-    )
+    augment: str = training.augment_param("none")
+    seed: int = training.seed_param("seed of the data order, timesteps, noise and augmentation")
 
     always_show = ("steps",)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from strategies.augment import AugmentConfig
-
-        try:
-            AugmentConfig.parse(self.augment)
-        except ValueError as exc:
-            raise StrategyError(f"parameter augment={self.augment!r}: {exc}") from None
 
 
 class ConsistencyTask:
@@ -165,8 +148,6 @@ class ConsistencyTask:
     def __init__(
         self, adapter: DiffusionAdapter, scheduler: Any, skip: int, guidance: float
     ) -> None:
-        import torch
-
         self.adapter = adapter
         self.scheduler = scheduler
         self.skip = int(skip)
@@ -186,10 +167,6 @@ class ConsistencyTask:
         self, images: torch.Tensor, prompts: list[str], generator: torch.Generator
     ) -> TrainBatch:
         """Clean images in [-1, 1], noise, the timestep pair (t, s) and prompt embeddings."""
-        import torch
-
-        from strategies.adapters.base import TrainBatch
-
         device = self.adapter.model.device
         n = images.shape[0]
         x0 = (images.float() * 2.0 - 1.0).to(device)
@@ -236,16 +213,12 @@ class ConsistencyTask:
         self, module: nn.Module, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor
     ) -> torch.Tensor:
         """One denoiser call through the adapter's call convention."""
-        from strategies.adapters.base import first_tensor
-
         return first_tensor(module(**self.adapter.denoiser_inputs(x, t, embeds))).float()
 
     def teacher_step(
         self, teacher: nn.Module, x_t: torch.Tensor, batch: TrainBatch
     ) -> torch.Tensor:
         """The teacher's guided DDIM step from ``t`` to ``s`` (no gradient)."""
-        import torch
-
         t, s, cond = batch.extra["t"], batch.extra["s"], batch.extra["cond"]
         with torch.no_grad():
             if self.guidance == 1.0:
@@ -273,8 +246,6 @@ class ConsistencyTask:
         huber_c: float,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The consistency-distillation loss of one batch and its named terms."""
-        import torch
-
         x0, noise, t, s = batch.target, batch.extra["noise"], batch.extra["t"], batch.extra["s"]
         cond = batch.extra["cond"]
         x_t = self.scheduler.add_noise(x0, noise, t)
@@ -315,18 +286,12 @@ def resolved_guidance(model: ReferenceModel, config: Config) -> float:
 
 def train_consistency(model: ReferenceModel, config: Config, use_cache: bool = True) -> Trained:
     """The consistency-distilled denoiser of ``model``: from the cache, or trained now."""
-    import torch
-
-    from strategies.adapters.base import get_adapter
-    from strategies.augment import AugmentConfig
-    from strategies.training import count_params, fit, train_or_load, training_batches
-
     adapter = get_adapter(model)
     teacher = adapter.module()
     guidance = resolved_guidance(model, config)
     scheduler = lcm_scheduler(model.pipe.scheduler, config.skip)
     task = ConsistencyTask(adapter, scheduler, config.skip, guidance)
-    augment = AugmentConfig.parse(config.augment)
+    augment = training.augment_config(config.augment)
 
     def build() -> nn.Module:
         student = copy.deepcopy(teacher)
@@ -349,10 +314,10 @@ def train_consistency(model: ReferenceModel, config: Config, use_cache: bool = T
             return task.loss(student, teacher, target_net, batch, config.loss, config.huber_c)
 
         try:
-            result = fit(
+            result = training.fit(
                 student,
                 step_loss,
-                training_batches(model, task, config.batch_size, config.seed, augment),  # type: ignore[arg-type]
+                training.training_batches(model, task, config.batch_size, config.seed, augment),  # type: ignore[arg-type]
                 steps=config.train_steps,
                 lr=config.lr,
                 desc=f"consistency skip={config.skip} w={guidance:g}",
@@ -360,15 +325,9 @@ def train_consistency(model: ReferenceModel, config: Config, use_cache: bool = T
             )
         finally:
             teacher.train(teacher_mode)
-        return {
-            "training_s": result.seconds,
-            "steps": result.steps,
-            "final_loss": result.final,
-            "history": result.history,
-            "params_student": count_params(student),
-        }
+        return training.student_meta(result, student)
 
-    return train_or_load(
+    return training.train_or_load(
         strategy="consistency",
         model=model,
         config=cache_config(model, config),
@@ -381,15 +340,13 @@ def train_consistency(model: ReferenceModel, config: Config, use_cache: bool = T
 
 def cache_config(model: ReferenceModel, config: Config) -> dict[str, Any]:
     """The settings that determine the trained weights (the sampling ``steps`` do not)."""
-    from strategies.augment import AugmentConfig
-
     values = {k: v for k, v in config.as_dict().items() if k not in SAMPLING_ONLY}
     values["guidance"] = resolved_guidance(model, config)
-    values["augment"] = AugmentConfig.parse(config.augment).spec
+    values["augment"] = training.augment_config(config.augment).spec
     return values
 
 
-class Consistency(Strategy):
+class Consistency(training.TrainingStrategy):
     """Distil the denoiser into a few-step consistency model and sample it with LCMScheduler."""
 
     name = "consistency"
@@ -398,9 +355,6 @@ class Consistency(Strategy):
         "no CFG at sampling), sampled with LCMScheduler in steps=4"
     )
     Config = Config
-    stage = Strategy.STAGE_ARCHITECTURE
-    trains = True
-    rewrites = ("denoiser",)
 
     def supports(self, model: ReferenceModel) -> str | None:
         if getattr(model, "random_weights", False):
@@ -408,8 +362,6 @@ class Consistency(Strategy):
                 f"{model.name} has random weights (an architecture model): its trajectories "
                 "mean nothing, so a consistency student cannot be distilled meaningfully"
             )
-        from strategies.distill import training_reason
-
         reason = training_reason(model)
         if reason:
             return reason
@@ -443,9 +395,6 @@ class Consistency(Strategy):
         return None
 
     def apply(self, model: ReferenceModel) -> ReferenceModel:
-        from strategies.adapters.base import get_adapter
-        from strategies.training import record_cold
-
         cfg = self.config
         adapter = get_adapter(model)
         teacher_steps = model.steps
@@ -471,16 +420,10 @@ class Consistency(Strategy):
             "teacher_guidance": teacher_guidance,
             "denoiser_calls_per_image": cfg.steps,
             "teacher_calls_per_image": (teacher_steps or 0) * (2 if teacher_guidance > 1 else 1),
-            "training": {
-                "training_s": meta.get("training_s"),
-                "steps": meta.get("steps"),
-                "final_loss": meta.get("final_loss"),
-                "threads": meta.get("threads"),
-                "augment": meta.get("config", {}).get("augment"),
-                "cache_hit": trained.cache_hit,
-                "cache_key": trained.key,
-            },
+            "training": training.training_notes(
+                trained, augment=meta.get("config", {}).get("augment")
+            ),
             "loss_history": meta.get("history"),
         }
-        record_cold(model, float(meta.get("training_s", 0.0)), trained.cache_hit)
+        training.record_trained(model, trained)
         return model

@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, param
+from bench.core.kinds import ModelKind
+from strategies.core.base import Strategy, StrategyConfig, StrategyError, param
 
 _HOOK_STEP = "accelbench_deepcache_step"
 _HOOK_LAYER = "accelbench_deepcache_layer"
@@ -101,10 +102,11 @@ def skip_connections(unet: torch.nn.Module) -> list[str]:
 
 def plan(unet: torch.nn.Module, branch: int) -> list[Layer]:
     """The layers to hook for ``branch``: whole blocks where a block is entirely deep, single
-    layers in the block where the cut falls. Raises ValueError for a branch out of range."""
+    layers in the block where the cut falls. Raises :class:`StrategyError` for a branch out of
+    range."""
     skips = skip_connections(unet)
     if not 0 <= branch < len(skips):
-        raise ValueError(
+        raise StrategyError(
             f"branch={branch} is out of range: this UNet has {len(skips)} skip connections "
             f"(branch 0..{len(skips) - 1})"
         )
@@ -234,7 +236,7 @@ class DeepCache(Strategy):
         if reason:
             return reason
         denoiser = model.denoiser
-        if model.kind != "diffusion-unet" or not all(
+        if model.kind != ModelKind.UNET or not all(
             hasattr(denoiser, a) for a in ("down_blocks", "mid_block", "up_blocks", "conv_in")
         ):
             return (
@@ -246,7 +248,7 @@ class DeepCache(Strategy):
             return f"{model.name} has no diffusion scheduler to tell the steps apart"
         try:
             plan(denoiser, self.config.branch)
-        except ValueError as exc:
+        except StrategyError as exc:
             return str(exc)
         return None
 

@@ -8,7 +8,7 @@ teacher's weights, and trained with
     L = L_task + kd_out * MSE(student output, teacher output)
              + kd_feat * sum over matched blocks of MSE(student feature, teacher feature)
 
-on the model's own training data, augmented (``augment``, see :mod:`strategies.augment`).
+on the model's own training data, augmented (``augment``, see :mod:`strategies.core.augment`).
 The trained student replaces the teacher. Trained weights are cached (safetensors) under a key
 of the teacher's weights, this config and the code version; the training time is reported as a
 one-off cost, from which the runner computes the break-even number of images.
@@ -23,21 +23,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from strategies.base import Strategy, StrategyConfig, StrategyError, param
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from strategies.adapters.base import adapter_reason, first_tensor, get_adapter
+from strategies.core.base import Strategy, StrategyError, param
+from strategies.core.training import (
+    TrainingConfig,
+    TrainingStrategy,
+    augment_config,
+    augment_param,
+    batch_size_param,
+    count_params,
+    fit,
+    lr_param,
+    record_trained,
+    seed_param,
+    student_meta,
+    train_or_load,
+    training_batches,
+    training_notes,
+)
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
     from bench.models.base import ReferenceModel
     from strategies.adapters.base import ModelAdapter, Student
-    from strategies.training import Trained
+    from strategies.core.training import Trained
 
 DEFAULT_AUGMENT = "crop/color/noise"
 
 
 @dataclass(frozen=True)
-class Config(StrategyConfig):
+class Config(TrainingConfig):
     """How the student is built and trained."""
 
     drop: str = param(
@@ -52,39 +70,16 @@ class Config(StrategyConfig):
         high=1_000_000,
         search=False,
     )
-    lr: float = param(
-        5e-4,
-        "peak learning rate (AdamW, warm-up then cosine decay)",
-        low=1e-7,
-        high=1.0,
-        search=False,
-    )
-    batch_size: int = param(32, "training batch size", low=1, high=4096, search=False)
+    lr: float = lr_param(5e-4)
+    batch_size: int = batch_size_param()
     kd_out: float = param(
         1.0, "weight of the output-level distillation loss", low=0.0, high=1e3, search=False
     )
     kd_feat: float = param(
         1.0, "weight of the feature-level distillation loss", low=0.0, high=1e3, search=False
     )
-    augment: str = param(
-        DEFAULT_AUGMENT,
-        "data augmentation: none, all, or crop/color/noise joined with '/'",
-        search=False,
-    )
-    seed: int = param(0, "seed of the data order, noise and augmentation", low=0, search=False)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_augment(self.augment)
-
-
-def _check_augment(text: str) -> None:
-    from strategies.augment import AugmentConfig
-
-    try:
-        AugmentConfig.parse(text)
-    except ValueError as exc:
-        raise StrategyError(f"parameter augment={text!r}: {exc}") from None
+    augment: str = augment_param(DEFAULT_AUGMENT)
+    seed: int = seed_param("seed of the data order, noise and augmentation")
 
 
 def random_weights_reason(model: ReferenceModel, what: str = "trained meaningfully") -> str | None:
@@ -105,8 +100,6 @@ def random_weights_reason(model: ReferenceModel, what: str = "trained meaningful
 def training_reason(model: ReferenceModel, needs_structure: bool = True) -> str | None:
     """Why a training strategy cannot apply to ``model`` (random weights, no adapter, no
     data...), or None."""
-    from strategies.adapters.base import adapter_reason, get_adapter
-
     reason = random_weights_reason(model) or adapter_reason(model)
     if reason:
         return reason
@@ -122,8 +115,6 @@ class _FeatureTap:
     """Forward hooks that keep the outputs of named submodules for one forward pass."""
 
     def __init__(self, module: nn.Module, names: list[str]) -> None:
-        from strategies.adapters.base import first_tensor
-
         self.features: dict[str, torch.Tensor] = {}
         modules = dict(module.named_modules())
         missing = [n for n in names if n not in modules]
@@ -131,7 +122,6 @@ class _FeatureTap:
             raise StrategyError(f"feature points not found in the module: {missing}")
         self._handles = []
         for name in names:
-
             def hook(_mod: Any, _inp: Any, out: Any, name: str = name) -> None:
                 self.features[name] = first_tensor(out)
 
@@ -151,11 +141,8 @@ def distill_loss(
     kd_out: float,
     kd_feat: float,
 ) -> tuple[Callable[[Any], tuple[torch.Tensor, dict[str, float]]], Callable[[], None]]:
-    """The BK-SDM loss as a step function for :func:`strategies.training.fit`, and a function
+    """The BK-SDM loss as a step function for :func:`strategies.core.training.fit`, and a function
     removing its hooks."""
-    import torch
-    import torch.nn.functional as F
-
     t_tap = _FeatureTap(teacher, [t for _, t in pairs]) if kd_feat and pairs else None
     s_tap = _FeatureTap(student, [s for s, _ in pairs]) if kd_feat and pairs else None
 
@@ -196,14 +183,10 @@ def train_student(
 
     Shared by :class:`Distill` and the fusion strategy, so both use the same student.
     """
-    from strategies.adapters.base import get_adapter
-    from strategies.augment import AugmentConfig
-    from strategies.training import count_params, fit, train_or_load, training_batches
-
     adapter = get_adapter(model)
     teacher = adapter.module()
     drop = adapter.parse_drop(config.drop)
-    augment = AugmentConfig.parse(config.augment)
+    augment = augment_config(config.augment)
     built: dict[str, Student] = {}
 
     def build() -> nn.Module:
@@ -211,8 +194,6 @@ def train_student(
         return built["student"].module
 
     def train(student: nn.Module) -> dict[str, Any]:
-        import torch
-
         info = built["student"]
         torch.manual_seed(config.seed)
         teacher_mode = teacher.training
@@ -232,13 +213,7 @@ def train_student(
         finally:
             remove()
             teacher.train(teacher_mode)
-        return {
-            "training_s": result.seconds,
-            "steps": result.steps,
-            "final_loss": result.final,
-            "history": result.history,
-            "params_student": count_params(student),
-        }
+        return student_meta(result, student)
 
     resolved = {**config.as_dict(), "drop": "/".join(drop), "augment": augment.spec}
     trained = train_or_load(
@@ -257,10 +232,6 @@ def student_notes(
     model: ReferenceModel, teacher: nn.Module, trained: Trained, info: Student, config: Config
 ) -> dict[str, Any]:
     """What the record says about a student: sizes, MACs, what was removed, its training."""
-    from strategies.adapters.base import get_adapter
-    from strategies.augment import AugmentConfig
-    from strategies.training import count_params
-
     adapter = get_adapter(model)
     macs_t, params_t = adapter.count_macs(teacher)
     macs_s, params_s = adapter.count_macs(trained.module)
@@ -275,35 +246,23 @@ def student_notes(
         "macs_ratio": macs_s / macs_t,
         "initialised_from_teacher": info.initialised / max(1, count_params(trained.module)),
         "feature_pairs": [f"{s}<-{t}" for s, t in info.feature_pairs],
-        "augment": AugmentConfig.parse(config.augment).spec,
-        "training": {
-            "training_s": meta.get("training_s"),
-            "steps": meta.get("steps"),
-            "final_loss": meta.get("final_loss"),
-            "threads": meta.get("threads"),
-            "cache_hit": trained.cache_hit,
-            "cache_key": trained.key,
-        },
+        "augment": augment_config(config.augment).spec,
+        "training": training_notes(trained),
         "loss_history": meta.get("history"),
     }
 
 
-class Distill(Strategy):
+class Distill(TrainingStrategy):
     """Replace the denoiser by a smaller student distilled from it (BK-SDM)."""
 
     name = "distill"
     summary = "BK-SDM student: blocks removed, trained with task + output + feature KD losses"
     Config = Config
-    stage = Strategy.STAGE_ARCHITECTURE
-    trains = True
-    rewrites = ("denoiser",)
 
     def supports(self, model: ReferenceModel) -> str | None:
         reason = random_weights_reason(model, "distilled meaningfully") or training_reason(model)
         if reason:
             return reason
-        from strategies.adapters.base import get_adapter
-
         try:
             get_adapter(model).parse_drop(self.config.drop)
         except StrategyError as exc:
@@ -316,13 +275,10 @@ class Distill(Strategy):
         return None
 
     def apply(self, model: ReferenceModel) -> ReferenceModel:
-        from strategies.adapters.base import get_adapter
-        from strategies.training import record_cold
-
         adapter = get_adapter(model)
         teacher = adapter.module()
         trained, info = train_student(model, self.config)
         model.notes[self.name] = student_notes(model, teacher, trained, info, self.config)
         adapter.set_module(trained.module)
-        record_cold(model, float(trained.meta.get("training_s", 0.0)), trained.cache_hit)
+        record_trained(model, trained)
         return model

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, StrategyError
+from strategies.core.base import Strategy, StrategyConfig, StrategyError
 
 #: Processors that project q, k and v from the attention's raw inputs, once each, so they run
 #: unchanged on the outputs of a fused projection (:class:`FusedProjections`).

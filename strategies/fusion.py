@@ -29,7 +29,9 @@ import torch
 from torch import nn
 
 from strategies import distill
-from strategies.base import Strategy, StrategyError, param
+from strategies.adapters.base import get_adapter
+from strategies.core.base import Strategy, StrategyError, param
+from strategies.core.training import record_trained
 
 if TYPE_CHECKING:
     from bench.models.base import ReferenceModel
@@ -186,7 +188,7 @@ class Fusion(Strategy):
 
     def added_weight_bytes(self, model) -> int:
         """The student beside the (shared) teacher: at most the denoiser's bytes again."""
-        from bench.models.sharing import weight_bytes
+        from bench.models.sharing import weight_bytes  # lazy: bench.models' init loads its registry
 
         return weight_bytes([model.components()["denoiser"]])
 
@@ -204,9 +206,6 @@ class Fusion(Strategy):
         return None
 
     def apply(self, model: ReferenceModel) -> ReferenceModel:
-        from strategies.adapters.base import get_adapter
-        from strategies.training import record_cold
-
         adapter = get_adapter(model)
         teacher = adapter.module()
         student_config = self.config.distill_config()
@@ -228,5 +227,5 @@ class Fusion(Strategy):
             described = f"every step: {1 - value:g} x teacher + {value:g} x student"
         model.notes[self.name] = {"mode": mode, "value": value, "schedule": described, **notes}
         adapter.set_module(fused)
-        record_cold(model, float(trained.meta.get("training_s", 0.0)), trained.cache_hit)
+        record_trained(model, trained)
         return model

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strategies.base import Strategy, StrategyConfig
+from bench.core.kinds import ModelKind
+from strategies.core.base import Strategy, StrategyConfig
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class NoKVCache(Strategy):
     exclusive_group = "kv cache"
 
     def supports(self, model) -> str | None:
-        if model.kind != "autoregressive" or "use_cache" not in model.call_args:
+        if model.kind != ModelKind.AUTOREGRESSIVE or "use_cache" not in model.call_args:
             return (
                 f"{model.name} ({model.kind}) has no KV cache to switch off: a diffusion model "
                 "runs the whole image through the network at every step and keeps no keys or "

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig
+from strategies.core.base import Strategy, StrategyConfig
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class _Precision(Strategy):
 
     def added_weight_bytes(self, model) -> int:
         """The floating-point weights again at this dtype's width."""
-        from bench.models.sharing import tensors_of
+        from bench.models.sharing import tensors_of  # lazy: bench.models' init loads its registry
 
         total = 0
         for t in tensors_of(model.components().values()):

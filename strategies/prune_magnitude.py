@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from strategies.base import Strategy, StrategyConfig, param
+from strategies.core.base import Strategy, StrategyConfig, param
 
 if TYPE_CHECKING:
     from torch import nn

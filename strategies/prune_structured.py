@@ -31,12 +31,28 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+
 from strategies import distill
-from strategies.base import Strategy, StrategyConfig, StrategyError, param
+from strategies.adapters.base import adapter_reason, get_adapter
+from strategies.core.augment import AugmentConfig
+from strategies.core.base import Strategy, StrategyError, param
+from strategies.core.training import (
+    TrainingConfig,
+    TrainingStrategy,
+    augment_config,
+    augment_param,
+    batch_size_param,
+    fit,
+    lr_param,
+    record_cold,
+    seed_param,
+    train_or_load,
+    training_batches,
+)
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from bench.models.base import ReferenceModel
     from strategies.adapters.base import ModelAdapter
 
@@ -44,7 +60,7 @@ IMPORTANCE = ("magnitude", "taylor", "random")
 
 
 @dataclass(frozen=True)
-class Config(StrategyConfig):
+class Config(TrainingConfig):
     """How much to prune, by which criterion, and how long to recover."""
 
     ratio: float = param(
@@ -60,26 +76,19 @@ class Config(StrategyConfig):
     steps: int = param(
         300, "recovery fine-tuning steps (0: none)", low=0, high=1_000_000, search=False
     )
-    lr: float = param(5e-4, "recovery learning rate (AdamW)", low=1e-7, high=1.0, search=False)
-    batch_size: int = param(32, "recovery batch size", low=1, high=4096, search=False)
-    augment: str = param(
+    lr: float = lr_param(5e-4, "recovery learning rate (AdamW)")
+    batch_size: int = batch_size_param("recovery batch size")
+    augment: str = augment_param(
         distill.DEFAULT_AUGMENT,
         "data augmentation during recovery: none, all, or crop/color/noise joined with '/'",
-        search=False,
     )
-    seed: int = param(
-        0, "seed of the Taylor batches, data order, noise and augmentation", low=0, search=False
-    )
+    seed: int = seed_param("seed of the Taylor batches, data order, noise and augmentation")
 
     always_show = ("ratio",)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        distill._check_augment(self.augment)
-
 
 def _importance(name: str) -> Any:
-    import torch_pruning as tp
+    import torch_pruning as tp  # optional dependency (the prune extra)
 
     if name == "magnitude":
         return tp.importance.MagnitudeImportance(p=2)
@@ -94,8 +103,7 @@ def prune_module(
     model: ReferenceModel, adapter: ModelAdapter, module: nn.Module, config: Config
 ) -> dict[str, Any]:
     """Prune ``module`` in place with torch-pruning; returns what was done (for the notes)."""
-    import torch
-    import torch_pruning as tp
+    import torch_pruning as tp  # optional dependency (the prune extra)
 
     setup = adapter.prune_setup(module, config.attention)
     torch.manual_seed(config.seed)
@@ -106,9 +114,6 @@ def prune_module(
     module.requires_grad_(True)
     if config.importance == "taylor":
         # Gradients of the task loss on a few training batches feed the Taylor criterion.
-        from strategies.augment import AugmentConfig
-        from strategies.training import training_batches
-
         module.zero_grad(set_to_none=True)
         batches = training_batches(model, adapter, config.batch_size, config.seed, AugmentConfig())
         for _ in range(4):
@@ -152,7 +157,7 @@ def example_inputs_reason(adapter: ModelAdapter) -> str | None:
     return None
 
 
-class StructuredPrune(Strategy):
+class StructuredPrune(TrainingStrategy):
     """Channel pruning with torch-pruning (GroupNorm-, attention- and skip-aware) + recovery."""
 
     name = "prune-structured"
@@ -161,9 +166,6 @@ class StructuredPrune(Strategy):
         "fine-tune to recover (steps=300)"
     )
     Config = Config
-    stage = Strategy.STAGE_ARCHITECTURE
-    trains = True
-    rewrites = ("denoiser",)
 
     def supports(self, model: ReferenceModel) -> str | None:
         try:
@@ -185,8 +187,6 @@ class StructuredPrune(Strategy):
                 )
             reason = distill.training_reason(model)
         else:
-            from strategies.adapters.base import adapter_reason, get_adapter
-
             reason = adapter_reason(model) or get_adapter(model).structure_reason()
             reason = reason or example_inputs_reason(get_adapter(model))
         return reason or super().supports(model)
@@ -197,10 +197,6 @@ class StructuredPrune(Strategy):
         return None
 
     def apply(self, model: ReferenceModel) -> ReferenceModel:
-        from strategies.adapters.base import get_adapter
-        from strategies.augment import AugmentConfig
-        from strategies.training import fit, record_cold, train_or_load, training_batches
-
         cfg = self.config
         adapter = get_adapter(model)
         original = adapter.module()
@@ -217,7 +213,7 @@ class StructuredPrune(Strategy):
             prune_s["s"] = time.perf_counter() - start
             return pruned
 
-        augment = AugmentConfig.parse(cfg.augment)
+        augment = augment_config(cfg.augment)
 
         def recover(pruned: nn.Module) -> dict[str, Any]:
             def step_loss(batch: Any) -> tuple[Any, dict[str, float]]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from strategies.base import Strategy, StrategyConfig, param
+from strategies.core.base import Strategy, StrategyConfig, StrategyError, param
 
 if TYPE_CHECKING:
     from torch import nn
@@ -58,7 +58,7 @@ def torchao_config(mode: str) -> Any:
         return Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)
     if mode == "fp8":
         return Float8DynamicActivationFloat8WeightConfig(set_inductor_config=False)
-    raise ValueError(f"unknown quantization mode {mode!r}; choose one of {', '.join(MODES)}")
+    raise StrategyError(f"unknown quantization mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
 def _is_float_linear(module: nn.Module, fqn: str = "") -> bool:

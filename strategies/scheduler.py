@@ -24,7 +24,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from strategies.base import Strategy, StrategyConfig, param
+from strategies.core.base import Strategy, StrategyConfig, param
 
 #: Scheduler names -> (diffusers class name, extra config) for noise-prediction models.
 SCHEDULERS: dict[str, tuple[str, dict]] = {

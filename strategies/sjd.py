@@ -43,8 +43,8 @@ from typing import Any
 
 import torch
 
-from strategies.base import StrategyConfig, param
-from strategies.decoding import DecodingStrategy
+from strategies.core.base import StrategyConfig, param
+from strategies.core.decoding import DecodingStrategy, accept_and_commit
 
 
 @dataclass(frozen=True)
@@ -106,23 +106,11 @@ class SJDDecoder:
             logits = s.target.run(tokens, s.position(index.clamp(max=n - 1)), keep)
             s.step(int(active.sum()))
             probs = s.distribution(logits, (index + 1).clamp(max=n - 1))
-            accepted, nxt = s.verify(guess, proposal, probs, counts, rows)
-            accepted = torch.where(active, accepted, torch.zeros_like(accepted))
-            s.stats.draft_proposed += int(counts.sum())
-            s.stats.draft_accepted += int(accepted.sum())
-            s.stats.draft_checked += int(torch.minimum(accepted + 1, counts).sum())
+            accepted, pos_next = accept_and_commit(
+                s, guess, proposal, probs, counts, rows, done, active
+            )
             s.stats.iteration(iteration, int(accepted.sum()), int(counts.sum()))
             iteration += 1
-            for j in range(k):
-                take = active & (accepted > j)
-                if bool(take.any()):
-                    idx = take.nonzero().squeeze(1)
-                    s.out[idx, done[idx] + j] = guess[idx, j]
-            pos_next = done + accepted
-            room = active & (pos_next < n)
-            if bool(room.any()):
-                idx = room.nonzero().squeeze(1)
-                s.out[idx, pos_next[idx]] = nxt[idx]
             s.target.forget(active[:, None] & (col >= 1) & (col > accepted[:, None]))
             # Jacobi refresh: predictions for positions past the new end become guesses.
             done = torch.where(active, (pos_next + 1).clamp(max=n), done)

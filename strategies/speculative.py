@@ -53,8 +53,11 @@ from typing import Any
 
 import torch
 
-from strategies.base import StrategyConfig, StrategyError, param
-from strategies.decoding import DecodingStrategy
+from strategies import distill
+from strategies.adapters.base import get_adapter
+from strategies.core.base import StrategyConfig, StrategyError, param
+from strategies.core.decoding import DecodingStrategy, accept_and_commit
+from strategies.core.training import record_trained
 
 
 @dataclass(frozen=True)
@@ -151,22 +154,10 @@ class SpeculativeDecoder:
             logits = s.target.run(tokens.clamp(min=0), s.position(index.clamp(max=n - 1)), keep)
             s.step(int(active.sum()))
             probs = s.distribution(logits, (index + 1).clamp(max=n - 1))
-            accepted, nxt = s.verify(drafts, proposal, probs, counts, rows)
-            accepted = torch.where(active, accepted, torch.zeros_like(accepted))
-            s.stats.draft_proposed += int(counts.sum())
-            s.stats.draft_accepted += int(accepted.sum())
-            s.stats.draft_checked += int(torch.minimum(accepted + 1, counts).sum())
             # Commit the accepted drafts and the next token.
-            for j in range(kmax):
-                take = active & (accepted > j)
-                if bool(take.any()):
-                    idx = take.nonzero().squeeze(1)
-                    s.out[idx, done[idx] + j] = drafts[idx, j]
-            pos_next = done + accepted
-            room = active & (pos_next < n)
-            if bool(room.any()):
-                idx = room.nonzero().squeeze(1)
-                s.out[idx, pos_next[idx]] = nxt[idx]
+            accepted, pos_next = accept_and_commit(
+                s, drafts, proposal, probs, counts, rows, done, active
+            )
             # Rejected drafts leave both caches (the draft fed all but its last proposal).
             col = torch.arange(kmax + 1, device=dev)[None, :]
             s.target.forget(active[:, None] & (col >= 1) & (col > accepted[:, None]))
@@ -269,9 +260,6 @@ class Speculative(DecodingStrategy):
 
     def supports_decoding(self, model) -> str | None:
         if self.config.draft == "distill":
-            from strategies import distill
-            from strategies.adapters.base import get_adapter
-
             reason = distill.training_reason(model)
             if reason:
                 return f"cannot distil a draft: {reason}"
@@ -289,7 +277,7 @@ class Speculative(DecodingStrategy):
         else:
             try:
                 draft = model.default_draft()
-            except (FileNotFoundError, NotImplementedError) as exc:
+            except FileNotFoundError as exc:
                 raise StrategyError(str(exc)) from None
         t_vocab = _vocab(target)
         d_vocab = _vocab(draft)
@@ -319,15 +307,12 @@ class Speculative(DecodingStrategy):
 
     def _distilled_draft(self, model):
         """The ``distill`` strategy's student of the current target, used as the draft."""
-        from strategies import distill
-        from strategies.training import record_cold
-
         reason = distill.training_reason(model)
         if reason:
             raise StrategyError(f"cannot distil a draft: {reason}")
         config = distill.Config(drop=self.config.student_drop, steps=self.config.student_steps)
         trained, info = distill.train_student(model, config)
-        record_cold(model, float(trained.meta.get("training_s", 0.0)), trained.cache_hit)
+        record_trained(model, trained)
         notes = {
             "student_removed": info.removed,
             "student_training_s": trained.meta.get("training_s"),

@@ -38,7 +38,8 @@ from typing import Any
 
 import torch
 
-from strategies.base import Strategy, StrategyConfig, param
+from bench.core.kinds import ModelKind
+from strategies.core.base import Strategy, StrategyConfig, StrategyError, param
 
 _HOOK_ROOT = "accelbench_tome_size"
 _HOOK_ATTN = "accelbench_tome_attn1"
@@ -64,8 +65,6 @@ class Config(StrategyConfig):
         super().__post_init__()
         limit = 1.0 - 1.0 / (self.sx * self.sy)
         if self.ratio > limit + 1e-9:
-            from strategies.base import StrategyError
-
             raise StrategyError(
                 f"ratio={self.ratio} merges more tokens than there are sources: with "
                 f"{self.sx}x{self.sy} cells at most {limit:.3f} of the tokens can be merged"
@@ -271,9 +270,9 @@ class ToMe(Strategy):
         reason = super().supports(model)
         if reason:
             return reason
-        if not model.kind.startswith("diffusion"):
+        if model.kind not in (ModelKind.UNET, ModelKind.DIT):
             return f"{model.name} ({model.kind}) has no image-token self-attention to merge in"
-        if model.kind == "diffusion-dit":
+        if model.kind == ModelKind.DIT:
             return (
                 "ToMe for Stable Diffusion merges in a UNet's high-resolution self-attention, "
                 "where neighbouring tokens are redundant; a DiT runs every block on the same "

@@ -30,7 +30,7 @@ The schedule depends only on the grid and the settings (:func:`schedule`), so it
 once per grid and replayed; :func:`training_layout` lays it out as one sequence whose mask
 and positions give every query exactly the context it has in decoding (tested against the
 decoder's own logits), which is how a model is taught ZipAR's contexts
-(:mod:`bench.training.zipar_contexts`).
+(:mod:`bench.models.digits.training.zipar_contexts`).
 
 Records (``notes["decoding"]``): ``forward_passes_per_image`` and ``tokens_per_forward``.
 Quality changes (the images are not the baseline's); the window trades speed for fidelity.
@@ -62,8 +62,9 @@ from typing import Any
 
 import torch
 
-from strategies.base import StrategyConfig, param
-from strategies.decoding import DecodingStrategy
+from bench.models.base import has_tokens
+from strategies.core.base import StrategyConfig, param
+from strategies.core.decoding import DecodingStrategy
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ class ZipAR(DecodingStrategy):
     cache_use = "each pass feeds only the newest token of each row"
 
     def supports_decoding(self, model) -> str | None:
-        if model.token_grid is None or model.token_grid[0] < 2:
+        if not has_tokens(model) or model.token_grid is None or model.token_grid[0] < 2:
             return f"{model.name} has no token grid of several rows to decode in parallel"
         return None
 

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.core.kinds import ModelKind
+from bench.models.base import has_token_data
 from strategies.adapters.base import (
     ModelAdapter,
     PruneSetup,
@@ -46,13 +48,13 @@ from strategies.adapters.base import (
     TrainBatch,
     copy_kept_layers,
 )
-from strategies.base import StrategyError
+from strategies.core.base import StrategyError
 
 
 class AutoregressiveAdapter(ModelAdapter):
     """Students, pruning and the training task of a ``LlamaForCausalLM`` image-token model."""
 
-    kind = "autoregressive"
+    kind = ModelKind.AUTOREGRESSIVE
     drop_choices: ClassVar[dict[str, str]] = {
         "alternate": "every other decoder layer: 1, 3, 5, ... (DistilBERT's initialisation)",
         "upper": "the upper half of the decoder layers",
@@ -83,11 +85,8 @@ class AutoregressiveAdapter(ModelAdapter):
         reason = super().training_reason()
         if reason:
             return reason
-        try:
-            images, prompts = next(iter(self.model.train_batches(1, 0)))
-            self.model.token_sequences(images, prompts)
-        except NotImplementedError as exc:
-            return str(exc)
+        if not has_token_data(self.model):
+            return f"{self.model.name} ({self.model.kind}) has no token training data"
         return None
 
     # -- training ------------------------------------------------------------------------
@@ -254,7 +253,6 @@ def _pruned_rope_class(base: type) -> type:
     if base.__name__.startswith("PrunedRope"):
         return base
     if base not in _PRUNED_CLASSES:
-
         def forward(self, hidden_states, position_embeddings=None, *args, **kwargs):
             if position_embeddings is not None:
                 cos, sin = position_embeddings

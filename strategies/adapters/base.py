@@ -22,17 +22,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from strategies.base import StrategyError
+from bench.core.kinds import ModelKind
+from bench.models.base import has_data, no_data_reason
+from strategies.core.base import StrategyError
 
 if TYPE_CHECKING:
     from bench.models.base import ReferenceModel
 
 #: model.kind -> "module:Class" of its adapter, imported on first use. A missing module means
 #: the adapter has not been written yet: strategies then refuse the model with that reason.
-ADAPTERS: dict[str, str] = {
-    "diffusion-unet": "strategies.adapters.unet:UNetAdapter",
-    "diffusion-dit": "strategies.adapters.dit:DiTAdapter",
-    "autoregressive": "strategies.adapters.autoregressive:AutoregressiveAdapter",
+ADAPTERS: dict[ModelKind, str] = {
+    ModelKind.UNET: "strategies.adapters.unet:UNetAdapter",
+    ModelKind.DIT: "strategies.adapters.dit:DiTAdapter",
+    ModelKind.AUTOREGRESSIVE: "strategies.adapters.autoregressive:AutoregressiveAdapter",
 }
 
 
@@ -100,7 +102,7 @@ class ModelAdapter(ABC):
     a student, a pruned copy), so one adapter serves all of them.
     """
 
-    kind: ClassVar[str]
+    kind: ClassVar[ModelKind]
     #: The component (a key of ``model.components()``) that is trained, pruned or distilled.
     role: ClassVar[str] = "denoiser"
     #: Student blocks that can be removed: token -> what it removes (for ``distill:drop=``).
@@ -126,6 +128,8 @@ class ModelAdapter(ABC):
 
     def training_reason(self) -> str | None:
         """Why the model cannot be trained here (no training data...), or None."""
+        if not has_data(self.model):
+            return f"{self.model.name} has no training data ({no_data_reason(self.model, 'training data')})"
         try:
             next(iter(self.model.train_batches(1, 0)))
         except Exception as exc:  # noqa: BLE001 - any failure is the reason, in words

@@ -1,7 +1,7 @@
 """What every diffusers text-to-image denoiser shares: the training objective and fusion.
 
 The task loss is the one the embedded models were trained with
-(``bench/training/train_digits_unet.py``): noise added with the pipeline's own noise schedule
+(``bench/models/digits/training/train_digits_unet.py``): noise added with the pipeline's own noise schedule
 (diffusers' ``DDPMScheduler.add_noise``), the target the schedule's ``prediction_type`` asks for
 (``epsilon``, ``v_prediction`` via ``get_velocity``, or ``sample``), 10% of the prompts replaced
 by the empty prompt so the unconditional branch of classifier-free guidance is trained too,
@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from strategies.adapters.base import ModelAdapter, TrainBatch
+from strategies.core.base import StrategyError
+from strategies.fusion import FusedDenoiser
 
 
 class DiffusionAdapter(ModelAdapter):
@@ -154,10 +156,35 @@ class DiffusionAdapter(ModelAdapter):
         # min-SNR weighting, normalised so the mean weight is 1 (as in the training scripts).
         return (per_example * weight).mean() / weight.mean().detach()
 
+    # -- structural pruning ----------------------------------------------------------------
+    @staticmethod
+    def prune_attention(
+        attn: nn.Module, attention: str, ignored: list[Any], num_heads: dict[nn.Module, int]
+    ) -> None:
+        """How one diffusers ``Attention`` is pruned: its q/k/v projections left whole
+        (``attention="ignore"``: added to ``ignored``) or their head dimensions pruned alike in
+        every head (``"heads"``: their head count in ``num_heads``)."""
+        projections = [attn.to_q, attn.to_k, attn.to_v]
+        if attention == "ignore":
+            ignored.extend(projections)
+        elif attention == "heads":
+            for layer in projections:
+                num_heads[layer] = attn.heads
+        else:
+            raise StrategyError(f"attention must be 'heads' or 'ignore', got {attention!r}")
+
+    @staticmethod
+    def attention_note(n_attn: int, attention: str) -> str:
+        """The notes' line on how the ``n_attn`` attention layers were pruned."""
+        how = (
+            "head dimensions pruned alike in every head (q, k, v, to_out input)"
+            if attention == "heads"
+            else "q/k/v projections left whole"
+        )
+        return f"{n_attn} attention layers: {how}"
+
     # -- fusion ----------------------------------------------------------------------------
     def fuse(
         self, teacher: nn.Module, student: nn.Module, split: float | None, weight: float | None
     ) -> nn.Module:
-        from strategies.fusion import FusedDenoiser
-
         return FusedDenoiser(teacher, student, split=split, weight=weight, pipe=self.pipe)

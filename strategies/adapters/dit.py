@@ -36,15 +36,16 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from bench.core.kinds import ModelKind
 from strategies.adapters.base import PruneSetup, Student, copy_kept_layers
 from strategies.adapters.diffusion import DiffusionAdapter
-from strategies.base import StrategyError
+from strategies.core.base import StrategyError
 
 
 class DiTAdapter(DiffusionAdapter):
     """Students, pruning and the call convention of a diffusers ``PixArtTransformer2DModel``."""
 
-    kind = "diffusion-dit"
+    kind = ModelKind.DIT
     drop_choices: ClassVar[dict[str, str]] = {
         "alternate": "every other transformer block: 1, 3, 5, ...",
         "middle": "the middle half of the transformer blocks (first and last quarter kept)",
@@ -145,17 +146,7 @@ class DiTAdapter(DiffusionAdapter):
                     continue
                 n_attn += 1
                 ignored.append(sub.to_out[0])  # writes back onto the residual stream
-                projections = [sub.to_q, sub.to_k, sub.to_v]
-                if attention == "ignore":
-                    ignored.extend(projections)
-                else:
-                    for layer in projections:
-                        num_heads[layer] = sub.heads
-        how = (
-            "head dimensions pruned alike in every head (q, k, v, to_out input)"
-            if attention == "heads"
-            else "q/k/v projections left whole"
-        )
+                self.prune_attention(sub, attention, ignored, num_heads)
         return PruneSetup(
             example_inputs=self.example_inputs(module, batch_size=2),
             ignored_layers=ignored,
@@ -164,7 +155,7 @@ class DiTAdapter(DiffusionAdapter):
             notes={
                 "never_pruned": "the residual width (patch embedding, adaLN-single tables, "
                 "caption and timestep embeddings, block outputs) and proj_out",
-                "attention": f"{n_attn} attention layers: {how}",
+                "attention": self.attention_note(n_attn, attention),
                 "feed_forward": "hidden width of every feed-forward layer",
             },
         )

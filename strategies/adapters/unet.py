@@ -31,9 +31,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from bench.core.kinds import ModelKind
 from strategies.adapters.base import PruneSetup, Student
 from strategies.adapters.diffusion import DiffusionAdapter
-from strategies.base import StrategyError
+from strategies.core.base import StrategyError
 
 #: Per-block config entries that list one value per down block (trimmed with ``inner``).
 _PER_DOWN_BLOCK = (
@@ -49,7 +50,7 @@ _PER_DOWN_BLOCK = (
 class UNetAdapter(DiffusionAdapter):
     """Students, pruning and features of a diffusers ``UNet2DConditionModel``."""
 
-    kind = "diffusion-unet"
+    kind = ModelKind.UNET
     drop_choices: ClassVar[dict[str, str]] = {
         "mid": "the mid block (BK-SDM-Small)",
         "inner": "the innermost resolution level: its down and up block (BK-SDM-Tiny)",
@@ -216,26 +217,14 @@ class UNetAdapter(DiffusionAdapter):
         for sub in module.modules():
             if isinstance(sub, Attention):
                 n_attn += 1
-                projections = [sub.to_q, sub.to_k, sub.to_v]
-                if attention == "ignore":
-                    ignored.extend(projections)
-                elif attention == "heads":
-                    for layer in projections:
-                        num_heads[layer] = sub.heads
-                else:
-                    raise StrategyError(f"attention must be 'heads' or 'ignore', got {attention!r}")
-        how = (
-            "head dimensions pruned alike in every head (q, k, v, to_out input)"
-            if attention == "heads"
-            else "q/k/v projections left whole"
-        )
+                self.prune_attention(sub, attention, ignored, num_heads)
         return PruneSetup(
             example_inputs=self.example_inputs(module, batch_size=2),
             ignored_layers=ignored,
             num_heads=num_heads,
             notes={
                 "never_pruned": "conv_out (output channels)",
-                "attention": f"{n_attn} attention layers: {how}",
+                "attention": self.attention_note(n_attn, attention),
                 "groupnorm": "channels removed group by group (torch-pruning's GroupNorm groups)",
             },
         )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from strategies.core.base import StrategyError
+
 #: The augmentations, in the order they are applied.
 AUGMENTATIONS = ("crop", "color", "noise")
 
@@ -79,7 +81,7 @@ class AugmentConfig:
         tokens = [t.strip() for t in value.replace("+", "/").split("/") if t.strip()]
         unknown = [t for t in tokens if t not in AUGMENTATIONS]
         if unknown:
-            raise ValueError(
+            raise StrategyError(
                 f"unknown augmentation {unknown[0]!r} in {text!r}; use none, all, or "
                 f"{', '.join(AUGMENTATIONS)} joined with '/'"
             )

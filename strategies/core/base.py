@@ -19,12 +19,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bench.core.errors import StrategyError
+
 if TYPE_CHECKING:
     from bench.models.base import ReferenceModel
 
-
-class StrategyError(ValueError):
-    """A strategy name, parameter or stack that cannot be used; the message says why."""
 
 
 def param(
@@ -252,7 +251,7 @@ class Strategy(ABC):
         """An upper estimate of the bytes of weight storage this strategy adds to a stack
         over the loaded model's shared weights (what the schedule's memory check counts):
         by default every byte of the components it :attr:`rewrites`, none otherwise."""
-        from bench.models.sharing import weight_bytes
+        from bench.models.sharing import weight_bytes  # lazy: keeps strategies.core.base torch-free
 
         return weight_bytes(list(self.rewritten(model).values()))
 

@@ -8,9 +8,12 @@ each other (one decoding loop at a time).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from strategies.base import Strategy
+import torch
+
+from bench.models.base import has_tokens
+from strategies.core.base import Strategy
 
 
 class DecodingStrategy(Strategy):
@@ -29,7 +32,7 @@ class DecodingStrategy(Strategy):
     cache_use: ClassVar[str] = ""
 
     def supports(self, model) -> str | None:
-        if model.kind != "autoregressive":
+        if not has_tokens(model):
             return f"{model.name} ({model.kind}) does not decode token by token: {self.needs}"
         reason = model.decoding_reason()
         if reason:
@@ -46,3 +49,40 @@ class DecodingStrategy(Strategy):
         if other.name == "no-kv-cache":
             return f"{self.name} needs the KV cache ({self.cache_use})"
         return None
+
+
+def accept_and_commit(
+    s: Any,
+    proposals: torch.Tensor,
+    proposal_probs: torch.Tensor | None,
+    probs: torch.Tensor,
+    counts: torch.Tensor,
+    rows: Any,
+    done: torch.Tensor,
+    active: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Verify one round of ``proposals`` (``(B, K)`` tokens for the positions from ``done``)
+    against the target's ``probs`` with the session's rule (``s.verify``), count them in
+    ``s.stats``, and write the accepted tokens and the one after them into ``s.out``.
+
+    ``s`` is the decoding session (:class:`bench.models.ar_decoding.DecodingSession`);
+    ``counts`` says how many proposals each image made, ``active`` which images are still
+    decoding. Returns the number accepted per image (0 for finished ones) and the position
+    after them, where the verified next token was written.
+    """
+    accepted, nxt = s.verify(proposals, proposal_probs, probs, counts, rows)
+    accepted = torch.where(active, accepted, torch.zeros_like(accepted))
+    s.stats.draft_proposed += int(counts.sum())
+    s.stats.draft_accepted += int(accepted.sum())
+    s.stats.draft_checked += int(torch.minimum(accepted + 1, counts).sum())
+    for j in range(proposals.shape[1]):
+        take = active & (accepted > j)
+        if bool(take.any()):
+            idx = take.nonzero().squeeze(1)
+            s.out[idx, done[idx] + j] = proposals[idx, j]
+    pos_next = done + accepted
+    room = active & (pos_next < s.tokens_per_image)
+    if bool(room.any()):
+        idx = room.nonzero().squeeze(1)
+        s.out[idx, pos_next[idx]] = nxt[idx]
+    return accepted, pos_next

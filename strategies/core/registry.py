@@ -14,8 +14,8 @@ import importlib
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from strategies.base import Strategy, StrategyError
-from strategies.stack import StrategyStack
+from strategies.core.base import Strategy, StrategyError
+from strategies.core.stack import StrategyStack
 
 ENTRY_POINT_GROUP = "accelbench.strategies"
 
@@ -42,10 +42,10 @@ BUILTIN: dict[str, str] = {
     "fused-qkv": "strategies.fused_qkv:FusedQKV",
     "deepcache": "strategies.deepcache:DeepCache",
     "tome": "strategies.tome:ToMe",
-    "fbcache": "strategies.diffusers_cache:FBCache",
-    "taylorseer": "strategies.diffusers_cache:TaylorSeer",
-    "pab": "strategies.diffusers_cache:PAB",
-    "fastercache": "strategies.diffusers_cache:FasterCache",
+    "fbcache": "strategies.caches.first_block:FBCache",
+    "taylorseer": "strategies.caches.taylorseer:TaylorSeer",
+    "pab": "strategies.caches.pyramid_broadcast:PAB",
+    "fastercache": "strategies.caches.faster_cache:FasterCache",
 }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from strategies.base import Strategy, StrategyError
+from strategies.core.base import Strategy, StrategyError
 
 if TYPE_CHECKING:
     from bench.models.base import ReferenceModel

@@ -1,6 +1,6 @@
 """What the training strategies share: batches, the loop, the weight cache and cost records.
 
-* :func:`training_batches`: the model's training data, augmented (:mod:`strategies.augment`),
+* :func:`training_batches`: the model's training data, augmented (:mod:`strategies.core.augment`),
   turned into the denoiser's inputs by the model's adapter.
 * :func:`fit`: AdamW with warm-up and cosine decay, gradient clipping, a tqdm bar showing the
   loss terms; returns the wall time and a loss history.
@@ -9,8 +9,11 @@
   hashes the teacher's weights (``model.fingerprint()``), the strategy's config and
   :data:`CODE_VERSION`; the training time is kept with the weights, so a cache hit still
   reports what the result cost to make.
-* :func:`record_cold`: writes the one-off cost into ``model.notes["cold"]``, from which the
-  runner computes the break-even number of images.
+* :func:`record_cold` (:func:`record_trained` for a :class:`Trained`): writes the one-off cost
+  into ``model.notes["cold"]``, from which the runner computes the break-even number of images.
+* The parameters every training strategy declares (:func:`lr_param`, :func:`batch_size_param`,
+  :func:`augment_param`, :func:`seed_param`; :class:`TrainingConfig` checks ``augment``) and
+  what their records say (:func:`student_meta`, :func:`training_notes`).
 """
 
 from __future__ import annotations
@@ -29,14 +32,75 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from bench.core.cache import cache_dir
+from bench.models.base import has_data, no_data_reason
+from strategies.core.augment import AugmentConfig
+from strategies.core.augment import augment as apply_augment
+from strategies.core.base import Strategy, StrategyConfig, StrategyError, param
+
 if TYPE_CHECKING:
     from bench.models.base import ReferenceModel
     from strategies.adapters.base import ModelAdapter, TrainBatch
-    from strategies.augment import AugmentConfig
 
 #: Bump when a change to the training code would change the trained weights: old cache
 #: entries then stop matching instead of being reused.
 CODE_VERSION = "1"
+
+#: Help text of the learning-rate parameter of the strategies that train with :func:`fit`.
+LR_HELP = "peak learning rate (AdamW, warm-up then cosine decay)"
+
+
+# -- the parameters every training strategy has -------------------------------------------
+def lr_param(default: float, help: str = LR_HELP) -> Any:
+    """The learning-rate config field (a setup knob: each value is a new training)."""
+    return param(default, help, low=1e-7, high=1.0, search=False)
+
+
+def batch_size_param(help: str = "training batch size") -> Any:
+    """The training batch-size config field (default 32; a setup knob)."""
+    return param(32, help, low=1, high=4096, search=False)
+
+
+#: Help text of the ``augment`` parameter (what :meth:`AugmentConfig.parse` reads).
+AUGMENT_HELP = "data augmentation: none, all, or crop/color/noise joined with '/'"
+
+
+def augment_param(default: str, help: str = AUGMENT_HELP) -> Any:
+    """The ``augment`` config field (checked by :class:`TrainingConfig`; a setup knob)."""
+    return param(default, help, search=False)
+
+
+def seed_param(help: str) -> Any:
+    """The ``seed`` config field of a training (default 0; a setup knob)."""
+    return param(0, help, low=0, search=False)
+
+
+@dataclass(frozen=True)
+class TrainingConfig(StrategyConfig):
+    """Base of the configs of strategies that train: checks the ``augment`` field a subclass
+    declares (with :func:`augment_param`) when the config is made."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        augment_config(self.augment)  # type: ignore[attr-defined]
+
+
+class TrainingStrategy(Strategy):
+    """Base of the strategies that replace the denoiser by one they train (a student, a pruned
+    and recovered copy): architecture stage, ``trains``, rewrites the denoiser."""
+
+    stage = Strategy.STAGE_ARCHITECTURE
+    trains = True
+    rewrites = ("denoiser",)
+
+
+def augment_config(text: str) -> AugmentConfig:
+    """The augmentation a strategy's ``augment`` parameter names; a :class:`StrategyError`
+    naming the parameter when it names none."""
+    try:
+        return AugmentConfig.parse(text)
+    except ValueError as exc:
+        raise StrategyError(f"parameter augment={text!r}: {exc}") from None
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -48,15 +112,8 @@ def training_batches(
     augment: AugmentConfig,
 ) -> Iterator[TrainBatch]:
     """Endless training batches: augmented images made into the denoiser's inputs."""
-    from strategies.augment import augment as apply_augment
-
-    if getattr(model, "random_weights", False):
-        from strategies.base import StrategyError
-
-        raise StrategyError(
-            f"{model.name} has random weights (an architecture model) and no training data: "
-            "nothing can be trained on it"
-        )
+    if not has_data(model):
+        raise StrategyError(no_data_reason(model, "training data") + ": nothing can be trained on it")
     generator = torch.Generator().manual_seed(seed)
     for images, prompts in model.train_batches(batch_size, seed):
         images = images.float()
@@ -167,8 +224,6 @@ def cache_key(strategy: str, fingerprint: str, config: Mapping[str, Any]) -> str
 
 def cache_path(key: str) -> Path:
     """Where the weights of ``key`` are (or will be) stored."""
-    from bench.cache import cache_dir
-
     return cache_dir("strategies") / f"{key}.safetensors"
 
 
@@ -276,6 +331,38 @@ def record_cold(model: ReferenceModel, seconds: float, cache_hit: bool) -> None:
     cold["cache_hit"] = bool(cold.get("cache_hit", True)) and cache_hit
 
 
+def record_trained(model: ReferenceModel, trained: Trained) -> None:
+    """:func:`record_cold` for a :class:`Trained` result: its training time and cache hit."""
+    record_cold(model, float(trained.meta.get("training_s", 0.0)), trained.cache_hit)
+
+
 def count_params(module: nn.Module) -> int:
     """Number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
+
+
+def student_meta(result: FitResult, student: nn.Module) -> dict[str, Any]:
+    """What a student's training stores with its weights (the ``train`` function's return
+    value for :func:`train_or_load`)."""
+    return {
+        "training_s": result.seconds,
+        "steps": result.steps,
+        "final_loss": result.final,
+        "history": result.history,
+        "params_student": count_params(student),
+    }
+
+
+def training_notes(trained: Trained, **extra: Any) -> dict[str, Any]:
+    """The ``training`` block of a trained strategy's notes: time, steps, final loss and
+    threads of the training, ``extra``, and where the weights came from."""
+    meta = trained.meta
+    return {
+        "training_s": meta.get("training_s"),
+        "steps": meta.get("steps"),
+        "final_loss": meta.get("final_loss"),
+        "threads": meta.get("threads"),
+        **extra,
+        "cache_hit": trained.cache_hit,
+        "cache_key": trained.key,
+    }
