@@ -2,7 +2,7 @@
 
 The first run is the reference; every later run is compared with it, strategy by strategy.
 Matching and the faster/slower rule are those of the regression gate, from the one
-comparison engine :mod:`bench.compare`: entries match on model, strategy and batch size;
+comparison engine :mod:`bench.core.compare`: entries match on model, strategy and batch size;
 latency is compared per image, on the raw timed calls (two stacks of one interleaved run:
 round by round, median of per-round ratios and the sign test; runs measured apart: the ratio
 of medians with each run's machine-speed probe divided out, with a bootstrap 95% interval).
@@ -19,7 +19,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench import compare
+from bench.core import compare, stats
+from bench.core.config import COMPARED_SETTINGS
 from reports.data import Entry, RunData, finite
 
 ALPHA = compare.ALPHA
@@ -104,7 +105,7 @@ def _index(run: RunData) -> dict[str, Entry]:
 
 
 def samples(e: Entry) -> compare.Samples:
-    """What :mod:`bench.compare` needs of a report entry."""
+    """What :mod:`bench.core.compare` needs of a report entry."""
     timing = e.record.get("timing") or {}
     rounds = timing.get("rounds") or None
     return compare.Samples(latencies_s=[v / 1000 for v in e.latencies_ms], batch_size=e.batch_size,
@@ -113,8 +114,6 @@ def samples(e: Entry) -> compare.Samples:
 
 
 def _settings_notes(a: Entry, b: Entry) -> list[str]:
-    from bench.gate import COMPARED_SETTINGS
-
     notes = []
     sa, sb = a.record.get("settings") or {}, b.record.get("settings") or {}
     for name in COMPARED_SETTINGS:
@@ -166,7 +165,6 @@ def compare_entries(before: Entry, after: Entry) -> Change:
 def _control_fdr(changes: Sequence[Change]) -> None:
     """Faster/slower only for the changes that stay discoveries among all of them
     (Benjamini-Hochberg at 5%); the others become inconclusive."""
-    from bench import stats
 
     tested = [c for c in changes if c.p_value is not None and finite(c.p_value)]
     found = stats.benjamini_hochberg([c.p_value for c in tested], ALPHA)

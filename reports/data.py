@@ -1,6 +1,6 @@
 """What a report reads: run directories, their records, and the files records point to.
 
-Everything goes through :mod:`bench.results` (the results schema); nothing here imports
+Everything goes through :mod:`bench.core.results` (the results schema); nothing here imports
 torch. One :class:`Entry` is one record (a model and strategy stack measured in one run),
 with its raw samples pulled out and typed so plots and tables need not dig into dicts.
 """
@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import results
-from bench.formats import number
-from bench.samplers.series import read_frame as read_series
+from bench.core import results
+from bench.core.compare import verdicts
+from bench.core.formats import number
+from bench.core.record import REFERENCE, Record
+from bench.measure.samplers.series import read_frame as read_series
 
 #: Cold-cost fields shown first, in this order; any others a strategy records follow.
 COLD_ORDER = ("load_s", "apply_s", "first_call_s", "compile_s", "training_s", "break_even_images")
@@ -72,6 +74,8 @@ class Entry:
     quality: dict[str, float] = field(default_factory=dict)
     quality_meta: dict[str, MetricMeta] = field(default_factory=dict)
     cold: dict[str, float] = field(default_factory=dict)
+    #: The record read through :class:`bench.core.record.Record` (typed blocks).
+    typed: Record | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,7 +83,7 @@ class Entry:
 
     @property
     def is_baseline(self) -> bool:
-        return self.strategy == "baseline"
+        return self.strategy == REFERENCE
 
     @property
     def batch_size(self) -> int:
@@ -104,7 +108,7 @@ class Entry:
 
     @property
     def speedup(self) -> dict[str, Any]:
-        return ((self.record.get("stats") or {}).get("speedup")) or {}
+        return ((self.typed.stats if self.typed else self.record.get("stats")) or {}).get("speedup") or {}
 
     @property
     def images_path(self) -> Path | None:
@@ -218,14 +222,12 @@ class RunData:
 
 
 def _entry(run: RunData, position: int, record: dict[str, Any]) -> Entry:
-    row = results.flatten(record)
-    timing = record.get("timing") or {}
-    latencies = [number(v) for v in timing.get("latencies_s") or []]
-    steps = timing.get("step_times_s") or []
-    quality_raw = record.get("quality") or {}
-    quality = {str(k): v for k, v in ((k, number(v)) for k, v in quality_raw.items()) if v is not None}
+    rec = Record.from_dict(record)
+    row = results.flatten(rec)
+    calls = rec.calls
+    quality = {str(k): v for k, v in ((k, number(v)) for k, v in (rec.quality or {}).items()) if v is not None}
     meta: dict[str, MetricMeta] = {}
-    for name, m in (record.get("quality_meta") or {}).items():
+    for name, m in rec.scores.meta.items():
         if isinstance(m, dict) and m.get("higher_is_better") in (True, False):
             meta[str(name)] = MetricMeta(
                 name=str(name),
@@ -233,28 +235,26 @@ def _entry(run: RunData, position: int, record: dict[str, Any]) -> Entry:
                 unit=str(m.get("unit") or ""),
                 description=str(m.get("description") or ""),
             )
-    cold = {str(k): v for k, v in ((k, number(v)) for k, v in (record.get("cold") or {}).items()) if v is not None}
     return Entry(
         key=f"r{run.index}e{position}",
         run=run,
         record=record,
         model=str(row.get("model") or "?"),
-        strategy=str(record.get("strategy") or "?"),
-        status=str(record.get("status") or "ok"),
-        error=None if record.get("error") is None else str(record.get("error")),
+        strategy=str(rec.strategy or "?"),
+        status=str(rec.status or "ok"),
+        error=None if rec.error is None else str(rec.error),
         row=row,
-        latencies_ms=[v * 1000 for v in latencies if finite(v)],
-        step_times_ms=[
-            [float(d) * 1000 for d in it if finite(number(d))] for it in steps if isinstance(it, list)
-        ],
+        latencies_ms=[v * 1000 for v in calls.latencies_s if finite(v)],
+        step_times_ms=[[d * 1000 for d in it if finite(d)] for it in calls.step_times_s],
         quality=quality,
         quality_meta=meta,
-        cold=cold,
+        cold=rec.cold_costs,
+        typed=rec,
     )
 
 
 def load_runs(paths: Sequence[str | os.PathLike]) -> list[RunData]:
-    """Read each run directory (or results file) through :func:`bench.results.iter_records`."""
+    """Read each run directory (or results file) through :func:`bench.core.results.iter_records`."""
     if not paths:
         raise ValueError("no run directories given")
     runs: list[RunData] = []
@@ -307,8 +307,7 @@ def cold_fields(entries: Iterable[Entry]) -> list[str]:
 
 def speedup_verdicts(entries: Sequence[Entry]) -> dict[int, str]:
     """Each non-baseline entry's verdict (by ``id``), the comparisons of each run taken
-    together with the false discovery rate controlled (:func:`bench.compare.verdicts`)."""
-    from bench.compare import verdicts
+    together with the false discovery rate controlled (:func:`bench.core.compare.verdicts`)."""
 
     out: dict[int, str] = {}
     runs: dict[int, list[Entry]] = {}

@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.formats import number
-from reports.plots import DOMINATED_COLOR, FRONT_COLOR, Plot, encode, figure, short, style
+from bench.core.formats import number
+from reports.plots.style import DOMINATED_COLOR, FRONT_COLOR, Plot, figure, finish, short, style
 
 TUNE_FILE = "tune.json"
 FEASIBLE_COLOR = "#2a9d6f"
 INFEASIBLE_COLOR = "#d1495b"
+TRIALS_CAPTION = (
+    "Each dot is one trial measured cheaply (green: met every constraint; red: did not; grey: "
+    "no constraint). Stars: the candidates measured in full, interleaved with the baseline. "
+    "Dashed: the constraint's bound."
+)
 
 
 @dataclass
@@ -100,13 +105,8 @@ def trials_plot(tune: dict[str, Any], metric: str) -> Plot | None:
         ax.set_xlabel(_x_label(objective), fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
         ax.set_title(f"{len(pts)} trials: {objective} vs {metric}")
-        uri, width = encode(fig)
-    return Plot(kind="search", title=f"Search: {objective} vs {metric}",
-                alt=f"Every trial of the search, {objective} against {metric}", data_uri=uri,
-                max_width=width,
-                caption="Each dot is one trial measured cheaply (green: met every constraint; "
-                        "red: did not; grey: no constraint). Stars: the candidates measured in full, "
-                        "interleaved with the baseline. Dashed: the constraint's bound.")
+        return finish(fig, kind="search", title=f"Search: {objective} vs {metric}", caption=TRIALS_CAPTION,
+                      alt=f"Every trial of the search, {objective} against {metric}")
 
 
 def section(tune: dict[str, Any], run_label: str) -> SearchSection:
