@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from bench import baseline_cache
+from bench.measure import baseline_cache
 
 
 class _Model:

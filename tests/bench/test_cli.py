@@ -3,8 +3,8 @@
 import pytest
 from click.testing import CliRunner
 
-from bench import results
 from bench.cli import main
+from bench.core import results
 
 
 @pytest.fixture
@@ -74,3 +74,23 @@ def test_tiny_run_writes_results_and_summary(cli, tmp_path):
     df = results.load(out_dir)
     assert list(df.strategy) == ["baseline", "steps:n=3"]
     assert (out_dir / "images").is_dir()
+
+
+def test_bad_input_is_one_line_and_a_bug_is_a_traceback(cli, tmp_path, monkeypatch):
+    """An AccelbenchError (bad input) exits 2 with one line; any other exception is a bug:
+    its traceback is printed and the exit status is 3, so it never reads like a typo."""
+    from bench.cli import gate as gate_command
+    from bench.core.errors import EXIT_BUG, EXIT_INPUT
+
+    bad = cli.invoke(main, ["gate", str(tmp_path), "-Q", "psnr=3"])
+    assert bad.exit_code == EXIT_INPUT == 2
+    assert bad.output.strip().startswith("error: bad quality rule") and "Traceback" not in bad.output
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(gate_command.gatelib, "gate_paths", broken)
+    bug = cli.invoke(main, ["gate", str(tmp_path), "--baseline", str(tmp_path)])
+    assert bug.exit_code == EXIT_BUG == 3
+    assert "Traceback" in bug.output and "an internal invariant broke" in bug.output
+    assert "internal error" in bug.output and not bug.output.startswith("error:")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench import compare, stats
-from bench.compare import Samples
+from bench.core import compare, stats
+from bench.core.compare import Samples
 
 
 def _lat(median, n=12, spread=0.02, seed=0):

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from bench import results
-from bench.config import RunConfig, TimingConfig
-from bench.engine import Engine, EngineError, plan_stacks
-from bench.samplers import series
+from bench.core import results
+from bench.core.config import RunConfig, TimingConfig
+from bench.measure.engine import Engine, EngineError, plan_stacks
+from bench.measure.samplers import series
 from strategies import StrategyError
 
 TINY = TimingConfig(warmup=1, min_iterations=6, min_seconds=0)
@@ -130,7 +130,7 @@ def test_sequential_runs_each_stack_alone_and_rechecks_the_baseline(tmp_path):
 
 
 def test_a_run_whose_every_requested_stack_is_refused_stops_before_the_baseline(tmp_path, monkeypatch):
-    from bench import baseline_cache
+    from bench.measure import baseline_cache
 
     generated = []
     monkeypatch.setattr(baseline_cache, "put", lambda k, im: generated.append(k))
@@ -141,7 +141,7 @@ def test_a_run_whose_every_requested_stack_is_refused_stops_before_the_baseline(
 
 
 def test_baseline_images_are_cached(tmp_path, monkeypatch):
-    from bench import baseline_cache
+    from bench.measure import baseline_cache
 
     calls = []
     real_put = baseline_cache.put
@@ -176,7 +176,7 @@ def test_quality_images_default_to_the_models_kind(monkeypatch):
     to their own baseline means something; an explicit count always wins."""
     from types import SimpleNamespace
 
-    from bench import smoke
+    from bench.core import smoke
 
     monkeypatch.delenv(smoke.ENV, raising=False)
     with_data, random_weights = SimpleNamespace(random_weights=False), SimpleNamespace(random_weights=True)
@@ -220,7 +220,7 @@ def test_code_against_code_shares_the_local_call_settings():
     that reports another call (a tree from before a setting reached workers) is refused."""
     from types import SimpleNamespace
 
-    from bench.engine import _call_settings_differ, apply_call_settings
+    from bench.measure.code_against_code import _call_settings_differ, apply_call_settings
     from strategies import StrategyError
 
     base = SimpleNamespace(name="m", call_args={"num_inference_steps": 25, "height": 64, "width": 64})
@@ -254,3 +254,42 @@ def test_code_against_code_runs_both_trees_at_the_asked_resolution(tmp_path):
     for r in records:
         assert (r["model"]["call_args"]["height"], r["model"]["call_args"]["width"]) == (32, 32)
         assert r["settings"]["resolution"] == [32, 32]
+
+
+def _tree_before_the_layers(tmp_path):
+    """The accelbench tree as it was just before bench/ was split into layers (the commit
+    before the one that removed the flat ``bench/engine.py``), or None outside a git checkout."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    git = ["git", "-C", str(root)]
+    try:
+        moved = subprocess.run([*git, "rev-list", "-1", "HEAD", "--", "bench/engine.py"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    if not moved:
+        return None
+    other = tmp_path / "before"
+    other.mkdir()
+    archive = subprocess.run([*git, "archive", f"{moved}^", "bench", "strategies"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(other)], input=archive, check=True)
+    return other
+
+
+@pytest.mark.slow
+def test_code_against_code_works_against_the_tree_from_before_the_layers(tmp_path):
+    """The current tree's worker still drives a checkout from before the move (its stable
+    contracts: ``bench.models.load_model``, ``bench.models.base.ModelSpec``,
+    ``strategies.parse_stack``), and both sides measure the same images."""
+    other = _tree_before_the_layers(tmp_path)
+    if other is None:
+        pytest.skip("not a git checkout with the history of the move")
+    config = _config(tmp_path / "run", ["steps:n=1"], steps=2, baseline_src=str(other))
+    result = Engine(config, show_progress=False).run()
+    records = result.records + result.baseline_records
+    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    assert result.baseline_records[0]["interleave"]["src"] == str(other.resolve())
+    assert records[1]["quality"]["psnr"] == pytest.approx(result.baseline_records[1]["quality"]["psnr"])

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import results
-from bench.config import RunConfig, TimingConfig
-from bench.engine import Engine
-from strategies.base import Strategy, StrategyConfig, param
-from strategies.registry import register
+from bench.core import results
+from bench.core.config import RunConfig, TimingConfig
+from bench.measure.engine import Engine
+from strategies.core.base import Strategy, StrategyConfig, param
+from strategies.core.registry import register
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,8 +109,8 @@ def test_a_run_killed_after_its_second_stack_keeps_both_records_whole(tmp_path):
 def test_the_fingerprint_is_taken_after_steps_and_resolution_are_set(tmp_path):
     """The stale-baseline check compares fingerprints: one taken before ``--steps`` is applied
     would call a 2-step and a 25-step baseline the same model."""
-    from bench.config import RunConfig
-    from bench.engine import Engine
+    from bench.core.config import RunConfig
+    from bench.measure.engine import Engine
 
     prints = {}
     for steps in (None, 2):
@@ -125,8 +125,8 @@ def test_the_fingerprint_is_taken_after_steps_and_resolution_are_set(tmp_path):
 def test_a_stack_pruned_as_too_slow_is_recorded_as_pruned(tmp_path):
     """``prune_slower_than``: a stack 4x the reference's work leaves the interleaved run after
     one round; its record says ``pruned`` with its ratio and keeps that round's timing."""
-    from bench.config import RunConfig, TimingConfig
-    from bench.engine import Engine
+    from bench.core.config import RunConfig, TimingConfig
+    from bench.measure.engine import Engine
 
     config = RunConfig(model="digits-unet", strategies=["baseline", "steps:n=8"], steps=2, batch_size=1,
                        timing=TimingConfig(warmup=1, min_iterations=6, max_iterations=6, min_seconds=0,

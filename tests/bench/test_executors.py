@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import results, sweep
-from bench.executors.driver import pending, run_plan
-from bench.executors.local import LocalExecutor
-from bench.executors.store import SweepStore
-from bench.job import RECORD_FILE, write_record
+from bench import sweep
+from bench.core import results
+from bench.sweep.executors.driver import pending, run_plan
+from bench.sweep.executors.local import LocalExecutor
+from bench.sweep.executors.store import SweepStore
+from bench.sweep.job import RECORD_FILE, write_record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,13 +57,13 @@ def write_sweep(folder: Path, name: str, strategies, *, images=2, timeout=600, w
 
 
 def job_processes(marker: str) -> list:
-    """Live ``bench.job`` processes whose command line mentions ``marker``."""
+    """Live ``bench.sweep.job`` processes whose command line mentions ``marker``."""
     import psutil
 
     found = []
     for p in psutil.process_iter(["cmdline", "status"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "bench.job" in cmd and marker in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+        if "bench.sweep.job" in cmd and marker in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(p)
     return found
 
@@ -131,7 +132,7 @@ def test_out_of_memory_error_is_recorded_by_the_job(crash_sweep):
 def test_exit_statuses_are_described():
     """How a job that left no record ended (SIGKILL by the OOM killer is run for real in
     tests/test_ray_executor.py)."""
-    from bench.executors.process import describe_exit
+    from bench.sweep.executors.process import describe_exit
 
     assert describe_exit(-9) == ("killed", describe_exit(-9)[1])
     assert "out-of-memory killer" in describe_exit(-9)[1]
@@ -142,7 +143,7 @@ def test_exit_statuses_are_described():
 
 
 def test_speedup_is_against_a_baseline_timed_in_the_same_job(crash_sweep):
-    from bench import stats
+    from bench.core import stats
 
     _, _, rec, _ = crash_sweep
     r, base = rec["steps:n=1"], rec["baseline"]
@@ -337,7 +338,7 @@ def test_two_sweeps_cannot_write_one_folder(tmp_path):
 
 _WRITER = """
 import sys, torch
-from bench import baseline_cache
+from bench.measure import baseline_cache
 k, n, fill = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 seen = set()
 for i in range(n):

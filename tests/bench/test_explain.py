@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.explain import is_slower, why_slower
+from bench.core.explain import is_slower, why_slower
 
 
 def _record(stack, ratio=0.7, significant=True, features=("avx2",), device="cpu", **extra):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import flops
+from bench.measure import flops
 
 
 class Model:

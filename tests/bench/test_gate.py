@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats as sps
 
-from bench import gate, results
+from bench import gate
 from bench.cli import main
+from bench.core import results
 from bench.gate import Entry, GateError, QualityRule, Rules
 
 pytest_plugins = ["pytester"]
@@ -424,3 +425,29 @@ def test_cli_refuses_other_settings_unless_allowed(tmp_path):
     assert res.exit_code == 2 and "steps (baseline 25, current 10)" in res.output, res.output
     res = runner.invoke(main, ["gate", cur, "--baseline", base, "-Q", "psnr:-1", "--allow-settings-change"])
     assert res.exit_code == 0, res.output
+
+
+def test_floor_rule_takes_the_bound_from_the_runs_reference(tmp_path):
+    """``fid<=floor``: the gate reads the one rule grammar tune reads; the bound is the run
+    reference's FID plus two noise-floor standard deviations recorded with it."""
+    base = _record("baseline", _lat(0.2), {"fid": 2.0})
+    base["quality_noise_floor"] = {"fid": {"mean": 1.9, "std": 0.1, "images": 200}}
+    results.append(tmp_path, base)
+    results.append(tmp_path, _record("bf16", _lat(0.1), {"fid": 2.15}))
+    results.append(tmp_path, _record("steps:n=4", _lat(0.05), {"fid": 2.6}))
+    rule = QualityRule.parse("fid<=floor")
+    verdict = gate.gate(gate.read_entries(tmp_path), None, Rules(latency="off", quality=(rule,)))
+    outcome = {c.key.split(" | ")[1]: c for c in verdict.checks}
+    assert outcome["bf16"].outcome == "pass" and outcome["bf16"].limit == "fid<=floor (<=2.2)"
+    assert outcome["steps:n=4"].outcome == "regression" and "not <= 2.2" in outcome["steps:n=4"].reason
+    with pytest.raises(GateError, match="lower-is-better.*fid<=floor"):
+        QualityRule.parse("fid>=floor")
+
+
+def test_floor_rule_without_a_recorded_noise_floor_is_skipped_saying_why(tmp_path):
+    results.append(tmp_path, _record("baseline", _lat(0.2), {"fid": 2.0}))
+    results.append(tmp_path, _record("bf16", _lat(0.1), {"fid": 2.15}))
+    verdict = gate.gate(gate.read_entries(tmp_path), None,
+                        Rules(latency="off", quality=(QualityRule.parse("fid<=floor"),)))
+    assert {c.outcome for c in verdict.checks} == {"skipped"}
+    assert "no noise floor" in verdict.checks[0].reason

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from bench.harness import TimingConfig, measure
+from bench.measure.harness import TimingConfig, measure
 
 
 def _work(steps=3, dt=0.002):
@@ -104,7 +104,7 @@ class _FakeGPU:
 
 
 def test_cuda_steps_are_timed_by_events_with_one_synchronisation_at_each_end(monkeypatch):
-    from bench import harness
+    from bench.measure import harness
 
     gpu = _FakeGPU()
     monkeypatch.setattr(harness, "synchronize", gpu.synchronize)
@@ -120,7 +120,7 @@ def test_cuda_steps_are_timed_by_events_with_one_synchronisation_at_each_end(mon
 def test_measure_on_cuda_uses_torch_cuda_events_by_default(monkeypatch):
     import torch
 
-    from bench import harness
+    from bench.measure import harness
 
     gpu = _FakeGPU()
     monkeypatch.setattr(harness, "synchronize", gpu.synchronize)
@@ -133,7 +133,7 @@ def test_measure_on_cuda_uses_torch_cuda_events_by_default(monkeypatch):
 
 
 def test_sync_steps_opts_in_to_host_stamps_after_a_synchronisation_per_step(monkeypatch):
-    from bench import harness
+    from bench.measure import harness
 
     gpu = _FakeGPU()
     monkeypatch.setattr(harness, "synchronize", gpu.synchronize)
@@ -143,7 +143,7 @@ def test_sync_steps_opts_in_to_host_stamps_after_a_synchronisation_per_step(monk
 
 
 def test_cpu_steps_are_stamped_on_the_host_clock_without_synchronising(monkeypatch):
-    from bench import harness
+    from bench.measure import harness
 
     gpu = _FakeGPU()
     monkeypatch.setattr(harness, "synchronize", gpu.synchronize)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import machine
+from bench.measure import machine
 
 
 def test_other_cores_from_the_cpu_samplers_series():

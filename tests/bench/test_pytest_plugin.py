@@ -51,11 +51,11 @@ def test_plugin_import_is_cheap():
 def preloaded(digits_unet):
     """Import what the fixture uses before an in-process inner session: pytester restores
     ``sys.modules`` afterwards, and extension modules (numpy's) cannot load twice."""
-    import bench.engine  # noqa: F401
+    import bench.measure.engine  # noqa: F401
+    import bench.measure.samplers  # noqa: F401
     import bench.quality.adherence  # noqa: F401
     import bench.quality.fidelity  # noqa: F401
     import bench.quality.suite  # noqa: F401
-    import bench.samplers  # noqa: F401
 
     return digits_unet
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-from bench import quiet
+from bench.measure import quiet
 
 
 def test_known_log_lines_are_dropped_and_others_kept(caplog):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.executors.ray_executor import check_reachable, cluster_address
 from bench.sweep import SweepError
+from bench.sweep.executors.ray_executor import check_reachable, cluster_address
 
 REPO = Path(__file__).resolve().parents[2]
 

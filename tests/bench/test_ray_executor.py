@@ -14,9 +14,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from bench import sweep  # noqa: E402
-from bench.executors.driver import run_plan  # noqa: E402
-from bench.executors.local import LocalExecutor  # noqa: E402
-from bench.executors.ray_executor import RayExecutor  # noqa: E402
+from bench.sweep.executors.driver import run_plan  # noqa: E402
+from bench.sweep.executors.local import LocalExecutor  # noqa: E402
+from bench.sweep.executors.ray_executor import RayExecutor  # noqa: E402
 from tests.bench.test_executors import lines, write_sweep  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from bench import results
+from bench.core import results
 
 
 def _record(strategy="baseline", median=100.0, psnr=float("inf")):

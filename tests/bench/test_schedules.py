@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from bench.config import TimingConfig
-from bench.harness import CallSamples
-from bench.schedules import Hooks, Interleaved, Sequential, make
+from bench.core.config import TimingConfig
+from bench.measure.harness import CallSamples
+from bench.measure.schedules import Hooks, Interleaved, Sequential, make
 
 
 class ClockArm:

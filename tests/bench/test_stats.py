@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import stats
+from bench.core import stats
 
 
 def test_summary_hand_computed():

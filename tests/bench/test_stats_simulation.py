@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import compare, stats
+from bench.core import compare, stats
 from bench.gate import Entry, Rules, compare_latency
 
 

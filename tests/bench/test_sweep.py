@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 from bench import sweep
 from bench.cli import main
-from bench.executors import Schedule
 from bench.sweep import SweepError
+from bench.sweep.executors import Schedule
 
 BASE = """
 models = ["digits-unet"]

@@ -15,9 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bench import search_space
-from bench.search_space import Incompatible
-from bench.tune import Constraint, TuneConfig, TuneError, parse_budget
+from bench.tune import Constraint, TuneConfig, TuneError, parse_budget, search_space
+from bench.tune.search_space import Incompatible
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +27,7 @@ def space(digits_unet):
 
 
 def test_every_supported_strategy_and_declared_parameter_is_in_the_space(space, digits_unet):
-    from strategies.registry import get_strategy, names
+    from strategies.core.registry import get_strategy, names
 
     for name in names():
         if name == "baseline":
@@ -73,7 +72,7 @@ def test_trainings_are_searched_only_through_their_outcome_knobs(space):
 
 def test_declared_setup_knobs_and_unsearchable_fields_keep_their_defaults():
     from strategies import param
-    from strategies.base import StrategyConfig
+    from strategies.core.base import StrategyConfig
 
     @dataclasses.dataclass(frozen=True)
     class Config(StrategyConfig):
@@ -116,12 +115,13 @@ def test_exclusive_groups_cannot_both_be_proposed_and_incompatible_stacks_are_re
 ])
 def test_constraints_parse(text, metric, op, value):
     c = Constraint.parse(text)
-    assert (c.metric, c.op, c.value) == (metric, op, value)
+    assert (c.metric, c.op, c.amount) == (metric, op, value)
 
 
 @pytest.mark.parametrize("text,message", [
     ("adherance>=0.9", "did you mean adherence"),
     ("fid<floor", "write metric>=value"),
+    ("fid:+10%", "write metric>=value"),
     ("psnr>=floor", "noise band of a distribution metric"),
     ("fid>=floor", "lower-is-better"),
     ("speed>=2", "unknown metric"),
@@ -197,7 +197,7 @@ def test_a_killed_tune_resumes_without_losing_finished_trials(tmp_path):
 # -- the search keeps its promises: step bound, one Pareto front, pruning, the budget ---------
 def test_a_search_for_speed_keeps_the_step_count_below_the_models(digits_unet):
     """The declared 1..1000 drew 652 steps for a 25-step model (0.04x, 11 minutes)."""
-    from bench import search_space
+    from bench.tune import search_space
 
     fast = search_space.derive(digits_unet, for_speed=True)
     (n,) = [d for d in fast.dimensions["steps"] if d.name == "n"]
@@ -208,7 +208,7 @@ def test_a_search_for_speed_keeps_the_step_count_below_the_models(digits_unet):
 
 def test_tunes_front_ranks_a_missing_metric_worst():
     """A row whose FID is missing (None or NaN) is never on the front; before, it ranked best."""
-    from bench.tune import _front
+    from bench.tune.tuner import _front
 
     def row(stack, objective, fid):
         return {"stack": stack, "objective": objective, "quality": {"psnr": 30.0, "adherence": 1.0, "fid": fid}}
@@ -230,7 +230,7 @@ def _tuner_with(tmp_path, budget_s, baseline_call_s, **kw):
 
 def test_the_final_measurement_shrinks_to_fit_what_is_left(tmp_path):
     from bench.tune import Trial
-    from bench.tune_budget import MIN_FULL_ITERATIONS
+    from bench.tune.budget import MIN_FULL_ITERATIONS
 
     trials = [Trial(1, "steps:n=5", "complete", speedup=5.0), Trial(2, "deepcache", "complete", speedup=2.0)]
     roomy = _tuner_with(tmp_path, 3600, 1.0)
@@ -270,7 +270,7 @@ def test_a_pruned_trial_is_recorded_as_pruned_with_its_ratio(tmp_path):
 
 
 def test_screening_puts_every_strategy_alone_at_its_defaults(space):
-    from bench import search_space
+    from bench.tune import search_space
 
     singles = search_space.singles(space)
     assert len(singles) == len(space.strategies) + 1  # and the scheduler with the step count
@@ -343,7 +343,7 @@ def test_the_combination_takes_the_units_that_helped_and_trims_the_lossiest(tmp_
 
 def test_the_screening_is_cut_at_its_share_of_the_budget():
     """The screening runs in the tuner's process: a deadline interrupts what runs too long."""
-    from bench.tune_screening import ScreeningCut, deadline
+    from bench.tune.screening import ScreeningCut, deadline
 
     started = time.perf_counter()
     with pytest.raises(ScreeningCut), deadline(0.2):
@@ -356,8 +356,7 @@ def test_the_screening_is_cut_at_its_share_of_the_budget():
 
 
 def test_a_screening_past_its_share_fails_its_trials_and_the_search_goes_on(tmp_path, digits_unet):
-    from bench import search_space
-    from bench.tune import Tuner
+    from bench.tune import Tuner, search_space
 
     tuner = Tuner(TuneConfig(model="digits-unet", out_dir=tmp_path, budget_s=600, batch_size=1,
                              cheap_quality_images=4, constraints=(Constraint.parse("psnr>=5"),)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import PROTOCOL_WARMUP, RunConfig, TimingConfig, warmup_caveat
+from bench.core.config import PROTOCOL_WARMUP, RunConfig, TimingConfig, warmup_caveat
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,9 +26,10 @@ def test_the_default_meets_the_protocol_and_fewer_is_flagged_not_refused():
 
 
 def test_every_front_end_defaults_to_the_protocol():
-    from bench import cli, matrix, pytest_plugin
+    from bench import matrix, pytest_plugin
+    from bench.cli import main
 
-    for command in (cli.run_cmd, cli.matrix_cmd):
+    for command in (main.commands["run"], main.commands["matrix"]):
         option = next(p for p in command.params if p.name == "warmup")
         assert option.default >= PROTOCOL_WARMUP, command.name
     assert inspect.signature(matrix.run_matrix).parameters["warmup"].default >= PROTOCOL_WARMUP
@@ -43,7 +44,7 @@ def test_the_ci_gate_warms_up_as_the_protocol_says():
 
 
 def _run(tmp_path, warmup: int):
-    from bench.engine import Engine
+    from bench.measure.engine import Engine
 
     config = RunConfig(strategies=("baseline",), steps=2, batch_size=1, quality_images=0,
                        out_dir=tmp_path, threads=1, count_flops=False,

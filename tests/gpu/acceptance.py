@@ -714,7 +714,7 @@ def timing_check() -> int:
 
     import torch
 
-    from bench.arms import LocalArm
+    from bench.measure.arms import LocalArm
 
     class Model:
         """Matrix products standing in for a model's steps."""

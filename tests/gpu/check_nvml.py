@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.samplers import energy as energy_mod  # noqa: E402
-from bench.samplers.nvml import NVMLSampler  # noqa: E402
+from bench.measure.samplers import energy as energy_mod  # noqa: E402
+from bench.measure.samplers.nvml import NVMLSampler  # noqa: E402
 
 GIB = 2**30
 clock = time.perf_counter

@@ -1,6 +1,6 @@
 """The report's edges: series files of every format, missing files, energy plots, the
 ``accelbench report`` command, and building without torch. Fixtures are real records written
-with ``bench.results.append`` (synthetic numbers, see ``tests/support/reports_synthetic.py``)."""
+with ``bench.core.results.append`` (synthetic numbers, see ``tests/support/reports_synthetic.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from bench import results
+from bench.core import results
 from reports import build_report
 from reports.data import read_series
 from tests.support.reports_synthetic import make_run
@@ -122,7 +122,7 @@ def test_report_builds_without_torch(tmp_path):
 
 
 def test_sparse_and_odd_records_do_not_break_the_report(tmp_path):
-    from bench import results
+    from bench.core import results
 
     run = tmp_path / "run"
     run.mkdir()
@@ -143,7 +143,7 @@ def test_sparse_and_odd_records_do_not_break_the_report(tmp_path):
 
 def test_extra_statistics_become_columns(tmp_path):
     """Figures load() adds beyond its fixed columns (autoregressive tokens/s...) are tabled."""
-    from bench import results
+    from bench.core import results
 
     run = tmp_path / "run"
     recs = make_run(run, 2, with_series=False, with_quality=False, extra=[])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from bench import results
+from bench.core import results
 from reports import build_report
 from reports.compare import QualityChange, compare_runs
 from reports.data import load_runs

@@ -1,6 +1,6 @@
 """The HTML report: content, escaping, self-containment, directions from the records, the
 CLI, and that ``reports`` never imports torch. Fixtures are real records written with
-``bench.results.append`` (synthetic numbers, see ``tests/support/reports_synthetic.py``)."""
+``bench.core.results.append`` (synthetic numbers, see ``tests/support/reports_synthetic.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import results
+from bench.core import results
 from reports import build_report
 from reports.data import load_runs, metric_order
 from reports.plots import pareto_plot

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from bench.core import pareto as core
 from reports.pareto import dominates, pareto_front, pareto_front_2d, pareto_mask
 
 
@@ -112,3 +115,11 @@ def test_bad_shapes_fail_clearly():
         pareto_front([[1.0, 2.0]], [True])
     with pytest.raises(ValueError, match="x has"):
         pareto_front_2d([1.0, 2.0], [1.0])
+
+
+def test_the_front_is_computed_in_one_place():
+    """The report's frontiers and the search's front share ``bench.core.pareto``, torch-free."""
+    assert pareto_mask is core.pareto_mask and pareto_front is core.pareto_front
+    assert dominates is core.dominates
+    code = "import sys, bench.core.pareto; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

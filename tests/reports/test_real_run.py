@@ -22,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not WEIGHTS.exists(), reason="digits-unet weights not present (train them with "
-                                                     "python -m bench.training.train_digits_unet)"),
+                                                     "python -m bench.models.digits.training.train_digits_unet)"),
 ]
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from strategies import StrategyError, parse_stack
-from strategies.base import Strategy
-from strategies.registry import get_strategy
+from strategies.core.base import Strategy
+from strategies.core.registry import get_strategy
 from tests.support.arch import generate, tiny
+from tests.support.sdpa import kernels_seen
 
 
 def _apply(spec: str, family: str):
@@ -90,24 +91,7 @@ def test_attention_backend_reaches_flux_through_the_dispatcher():
     model = _apply("attention:backend=math", "flux")
     notes = model.notes["attention"]
     assert notes["processors_using_sdpa"] == notes["processors"] == 6
-    seen = []
-    inside = [False]
-    model.denoiser.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
-    model.denoiser.register_forward_hook(lambda *_: inside.__setitem__(0, False))
-    real = torch.nn.functional.scaled_dot_product_attention
-
-    def spy(*args, **kwargs):
-        from torch.backends.cuda import flash_sdp_enabled, math_sdp_enabled
-
-        if inside[0]:
-            seen.append((math_sdp_enabled(), flash_sdp_enabled()))
-        return real(*args, **kwargs)
-
-    torch.nn.functional.scaled_dot_product_attention = spy
-    try:
-        images = generate(model, 2)
-    finally:
-        torch.nn.functional.scaled_dot_product_attention = real
+    seen, images = kernels_seen(model, lambda: generate(model, 2))
     assert seen and set(seen) == {(True, False)}
     torch.testing.assert_close(images, generate(base, 2), atol=1e-4, rtol=0)
 
@@ -184,11 +168,11 @@ def test_training_strategies_refuse_random_weights(spec):
 
 def test_training_data_is_refused_for_random_weights():
     from strategies.adapters.base import get_adapter
-    from strategies.augment import AugmentConfig
-    from strategies.training import training_batches
+    from strategies.core.augment import AugmentConfig
+    from strategies.core.training import training_batches
 
     model = tiny("sd15")
-    with pytest.raises(StrategyError, match="random weights"):
+    with pytest.raises(StrategyError, match="random-weight architecture models have no data.*nothing can be trained"):
         next(training_batches(model, get_adapter(model), 2, 0, AugmentConfig.parse("none")))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.augment import (
+from strategies.core.augment import (
     AugmentConfig,
     augment,
     color_transform,

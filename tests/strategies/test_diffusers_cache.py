@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from strategies import StrategyError, parse_stack
-from strategies.registry import get_strategy
+from strategies import StrategyError, get_strategy, parse_stack
 from tests.support.tiny_diffusion import PROMPTS, SEEDS, count_calls, tiny_dit, tiny_unet
 
 CACHES = ("fbcache", "taylorseer", "pab", "fastercache")

@@ -11,10 +11,10 @@ import torch
 
 from strategies import StrategyError, parse_stack, parse_strategy
 from strategies.adapters import get_adapter
+from strategies.core.training import cache_path
 from strategies.distill import Config as DistillConfig
 from strategies.distill import distill_loss
 from strategies.fusion import FusedDenoiser
-from strategies.training import cache_path
 
 #: A tiny training run: enough to exercise every piece, in seconds.
 TINY = "steps=2,batch_size=4"

@@ -11,6 +11,7 @@ from strategies.attention import Attention
 from strategies.attention import Config as AttentionConfig
 from strategies.channels_last import ChannelsLast
 from strategies.fused_qkv import FusedQKV
+from tests.support.sdpa import kernels_seen
 from tests.support.tiny_diffusion import PROMPTS, SEEDS, tiny_dit, tiny_unet
 
 
@@ -51,24 +52,7 @@ def test_fused_qkv_on_the_dit():
 @pytest.mark.parametrize("backend", ["math", "flash"])
 def test_attention_backend_is_the_only_kernel_used(unet, unet_baseline, backend):
     model = Attention(AttentionConfig(backend=backend)).apply(unet.clone())
-    seen = []
-    inside = [False]  # only the denoiser's attention is pinned, not the text encoder's
-    model.denoiser.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
-    model.denoiser.register_forward_hook(lambda *_: inside.__setitem__(0, False))
-    real = torch.nn.functional.scaled_dot_product_attention
-
-    def spy(*args, **kwargs):
-        from torch.backends.cuda import flash_sdp_enabled, math_sdp_enabled
-
-        if inside[0]:
-            seen.append((math_sdp_enabled(), flash_sdp_enabled()))
-        return real(*args, **kwargs)
-
-    torch.nn.functional.scaled_dot_product_attention = spy
-    try:
-        images = model.generate(PROMPTS, SEEDS)
-    finally:
-        torch.nn.functional.scaled_dot_product_attention = real
+    seen, images = kernels_seen(model, lambda: model.generate(PROMPTS, SEEDS))
     expected = (True, False) if backend == "math" else (False, True)
     assert seen and set(seen) == {expected}
     torch.testing.assert_close(images, unet_baseline, atol=1e-4, rtol=0)

@@ -82,3 +82,39 @@ def test_bf16_on_cuda_without_cuda_is_refused():
         pytest.skip("a GPU is present")
     with pytest.raises(StrategyError, match="CUDA is not available"):
         parse_stack("bf16").check_device("cuda")
+
+
+def test_outside_packages_register_through_the_entry_point_group(monkeypatch):
+    """A package's ``accelbench.strategies`` entry point is found by name, like a built-in."""
+    from importlib.metadata import EntryPoint
+
+    from strategies.core import registry
+
+    ep = EntryPoint(
+        name="plugin-baseline", value="strategies.baseline:Baseline", group=registry.ENTRY_POINT_GROUP
+    )
+    monkeypatch.setattr(
+        registry, "entry_points", lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else []
+    )
+    registry._entries.cache_clear()
+    try:
+        assert "plugin-baseline" in registry.names()
+        assert get_strategy("plugin-baseline").__name__ == "Baseline"
+    finally:
+        monkeypatch.undo()
+        registry._entries.cache_clear()
+    assert "plugin-baseline" not in registry.names()
+
+
+def test_the_package_exports_the_plugin_api_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, strategies; "
+        "from strategies import Strategy, StrategyConfig, StrategyError, StrategyStack, param; "
+        "from bench.core.errors import StrategyError as E; assert StrategyError is E; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

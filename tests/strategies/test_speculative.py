@@ -9,7 +9,7 @@ import pathlib
 import pytest
 import torch
 
-from bench.models import digits_ar
+from bench.models.digits import ar as digits_ar
 from strategies import StrategyError, parse_stack, parse_strategy
 from strategies.speculative import SpeculativeDecoder
 from tests.support.decoding_stats import exact_marginals, sampled_session, total_variation
@@ -122,7 +122,7 @@ def test_strategies_reach_the_model_only_through_the_protocol():
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
-                assert node.module not in ("bench.models.digits_ar", "bench.models.arch.janus",
+                assert node.module not in ("bench.models.digits.ar", "bench.models.arch.janus",
                                            "bench.models.arch.emu3"), path
                 if node.module == "bench.models":
                     names = {a.name for a in node.names}
@@ -147,9 +147,9 @@ def test_shipped_draft_is_smaller_and_reproduces_the_target_exactly(shipped):
 
 
 def test_engine_records_tokens_per_second_and_acceptance(tmp_path):
-    from bench import results
-    from bench.config import RunConfig, TimingConfig
-    from bench.engine import Engine
+    from bench.core import results
+    from bench.core.config import RunConfig, TimingConfig
+    from bench.measure.engine import Engine
 
     config = RunConfig(
         model="digits-ar", strategies=("baseline", "speculative"), batch_size=2,
@@ -169,7 +169,7 @@ def test_engine_records_tokens_per_second_and_acceptance(tmp_path):
 
 @pytest.mark.parametrize("init", ["1", "none"])
 def test_draft_distillation_script_runs_end_to_end(tmp_path, init):
-    from bench.training import distill_digits_ar_draft
+    from bench.models.digits.training import distill_digits_ar_draft
 
     target_dir = tmp_path / "target"
     digits_ar.save_lm(digits_ar.build_lm({"layers": 2, "hidden": 32, "heads": 2, "intermediate": 64}), target_dir)

@@ -152,7 +152,7 @@ def test_training_layout_is_zipar_decoding_in_one_pass(window):
     """The schedule laid out as one training sequence (mask, positions, auxiliary queries)
     gives every query the logits ZipAR decoding gave it: greedy decoding's tokens are the
     argmax of one forward pass over the layout, and the logits agree."""
-    from bench.training.zipar_contexts import layout_inputs
+    from bench.models.digits.training.zipar_contexts import layout_inputs
 
     session = tiny_session(grid=(8, 8), batch=3)
     recorder = RecordingNetwork(session.target.net)
@@ -173,7 +173,7 @@ def test_training_layout_is_zipar_decoding_in_one_pass(window):
 
 
 def test_raster_layout_is_the_causal_sequence():
-    from bench.training.zipar_contexts import layout_inputs
+    from bench.models.digits.training.zipar_contexts import layout_inputs
 
     seqs = torch.randint(0, 17, (2, 65))
     inputs = layout_inputs(seqs, window=8)
@@ -187,9 +187,9 @@ def test_raster_layout_is_the_causal_sequence():
 def test_a_model_trained_for_zipar_says_so_in_every_zipar_record(tmp_path):
     """digits-ar was fine-tuned on ZipAR's contexts: its zipar records carry that caveat, its
     other records do not."""
-    from bench.config import RunConfig, TimingConfig
-    from bench.engine import Engine
-    from bench.models.digits_ar import load
+    from bench.core.config import RunConfig, TimingConfig
+    from bench.measure.engine import Engine
+    from bench.models.digits.ar import load
 
     assert "zipar" in load().trained_for
     config = RunConfig(

@@ -19,8 +19,8 @@ import signal
 import time
 from dataclasses import dataclass
 
-from strategies.base import Strategy, StrategyConfig
-from strategies.registry import register
+from strategies.core.base import Strategy, StrategyConfig
+from strategies.core.registry import register
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.models import ar_decoding, digits_ar
-from bench.models.digits_ar import DigitsNetwork, build_lm
+from bench.models import ar_decoding
+from bench.models.digits import ar as digits_ar
+from bench.models.digits.ar import DigitsNetwork, build_lm
 from tests.support.tiny_ar import TINY, tiny_draft
 
 #: Tokens decoded per image in the check (a 1 x 3 grid).

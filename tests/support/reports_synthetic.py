@@ -1,9 +1,9 @@
 """Synthetic run directories for the report tests and the report speed benchmark.
 
 Records have the shape the runner writes (raw timings, statistics derived from them with
-:mod:`bench.stats`, quality values with their declared directions, cold costs, memory,
+:mod:`bench.core.stats`, quality values with their declared directions, cold costs, memory,
 energy, a PNG image grid and a sampler series file) and are written with
-:func:`bench.results.append`. The numbers are made up; the schema is the real one.
+:func:`bench.core.results.append`. The numbers are made up; the schema is the real one.
 No torch.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import results, stats
-from bench.formats import slug
-from bench.quality.base import METRICS
+from bench.core import results, stats
+from bench.core.formats import slug
+from bench.core.metrics import METRICS
 
 BATCH = 8
 STEPS = 25

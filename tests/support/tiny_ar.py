@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.models import ar_decoding, digits_ar
-from bench.models.digits_ar import DigitsAR, DigitsNetwork, build_lm
+from bench.models import ar_decoding
+from bench.models.digits import ar as digits_ar
+from bench.models.digits.ar import DigitsAR, DigitsNetwork, build_lm
 
 #: The tiny architecture (the shipped model is 8 x 256).
 TINY = {"layers": 2, "hidden": 32, "heads": 2, "intermediate": 64}

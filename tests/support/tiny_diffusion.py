@@ -7,40 +7,31 @@ from __future__ import annotations
 import torch
 
 
+def _wrap(model_class, name: str, kind: str, pipe, denoiser, steps: int, guidance: float):
+    """An untrained pipeline as a reference model, in eval mode and without progress bars."""
+    pipe.set_progress_bar_config(disable=True)
+    denoiser.eval()
+    pipe.text_encoder.eval()
+    return model_class(name=name, kind=kind, device=torch.device("cpu"),
+                       call_args={"num_inference_steps": steps, "guidance_scale": guidance}, pipe=pipe)
+
+
 def tiny_dit(steps: int = 6, guidance: float = 3.0, width: int = 32, layers: int = 3):
     """A ``DigitsDiT`` around an untrained ``DigitsDiTPipeline`` (PixArt transformer)."""
-    from bench.models.digits_dit import DigitsDiT
-    from bench.models.digits_dit_pipeline import build_dit_pipeline
+    from bench.models.digits.dit import DigitsDiT
+    from bench.models.digits.dit_pipeline import build_dit_pipeline
 
     pipe = build_dit_pipeline(seed=0, width=width, num_layers=layers, num_heads=2)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.transformer.eval()
-    pipe.text_encoder.eval()
-    return DigitsDiT(
-        name="tiny-dit",
-        kind="diffusion-dit",
-        device=torch.device("cpu"),
-        call_args={"num_inference_steps": steps, "guidance_scale": guidance},
-        pipe=pipe,
-    )
+    return _wrap(DigitsDiT, "tiny-dit", "diffusion-dit", pipe, pipe.transformer, steps, guidance)
 
 
 def tiny_unet(steps: int = 6, guidance: float = 3.0):
     """A ``DigitsUNet`` around an untrained ``DigitsPipeline`` (the real UNet architecture)."""
-    from bench.models.digits_pipeline import build_pipeline
-    from bench.models.digits_unet import DigitsUNet
+    from bench.models.digits.unet import DigitsUNet
+    from bench.models.digits.unet_pipeline import build_pipeline
 
     pipe = build_pipeline(seed=0)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.unet.eval()
-    pipe.text_encoder.eval()
-    return DigitsUNet(
-        name="tiny-unet",
-        kind="diffusion-unet",
-        device=torch.device("cpu"),
-        call_args={"num_inference_steps": steps, "guidance_scale": guidance},
-        pipe=pipe,
-    )
+    return _wrap(DigitsUNet, "tiny-unet", "diffusion-unet", pipe, pipe.unet, steps, guidance)
 
 
 PROMPTS = ["a handwritten 1", "a handwritten 7"]

@@ -1,4 +1,4 @@
-"""digits-ar: tokenization against bench.data, generation contract, step callbacks, training."""
+"""digits-ar: tokenization against bench.models.digits.data, generation contract, step callbacks, training."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.models import digits_ar
-from bench.models.digits_ar import (
+from bench.models.digits import ar as digits_ar
+from bench.models.digits.ar import (
     IMAGE_TOKENS,
     PROMPT_TOKEN_OFFSET,
     images_to_tokens,
@@ -29,7 +29,7 @@ def shipped():
 # -- tokenization ---------------------------------------------------------------------------
 @pytest.mark.parametrize("split", ["generator", "heldout"])
 def test_decoded_tokens_are_exactly_bench_data_images(split):
-    from bench.data import load_split
+    from bench.models.digits.data import load_split
 
     images8, labels = raw_split(split)
     decoded = tokens_to_images(images_to_tokens(images8))
@@ -145,13 +145,16 @@ def test_components_protocol_and_describe():
         model.set_component("unet", model.lm)
 
 
-def test_models_without_tokens_say_so(digits_unet):
-    assert digits_unet.tokens_per_image is None and digits_unet.token_grid is None
-    assert "does not generate image tokens" in digits_unet.decoding_reason()
-    with pytest.raises(NotImplementedError, match="no draft"):
-        digits_unet.default_draft()
-    with pytest.raises(NotImplementedError):
-        next(digits_unet.token_batches(2))
+def test_roles_are_asked_through_the_protocols(digits_unet):
+    from bench.models.base import decoding_reason, has_data, has_token_data, has_tokens
+
+    model = tiny_model()
+    assert has_tokens(model) and has_token_data(model) and has_data(model)
+    assert decoding_reason(model) is None
+    assert not has_tokens(digits_unet) and not has_token_data(digits_unet)
+    assert has_data(digits_unet)
+    assert "does not generate image tokens" in decoding_reason(digits_unet)
+    assert not hasattr(digits_unet, "tokens_per_image")  # flops count per step, not token
 
 
 # -- the shipped model ------------------------------------------------------------------------
@@ -207,7 +210,7 @@ def test_large_reference_loads_with_a_much_smaller_draft():
 
 # -- training ---------------------------------------------------------------------------------
 def test_training_script_runs_end_to_end(tmp_path):
-    from bench.training import train_digits_ar
+    from bench.models.digits.training import train_digits_ar
 
     out = tmp_path / "ar"
     code = train_digits_ar.main([
@@ -224,7 +227,7 @@ def test_training_script_runs_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_large_training_script_runs_end_to_end(tmp_path, monkeypatch):
-    from bench.training import train_digits_ar_large
+    from bench.models.digits.training import train_digits_ar_large
 
     monkeypatch.setattr(digits_ar, "LARGE_ARCH",
                         {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64})

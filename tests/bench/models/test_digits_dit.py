@@ -52,8 +52,8 @@ def test_generation_is_deterministic_per_image(dit):
 
 
 def test_save_and_load_round_trip(tmp_path):
-    from bench.models.digits_dit import load
-    from bench.training.train_digits_dit import save_pipeline
+    from bench.models.digits.dit import load
+    from bench.models.digits.training.train_digits_dit import save_pipeline
 
     model = tiny_dit(steps=2)
     save_pipeline(model.pipe, tmp_path / "dit", dtype=torch.float32)
@@ -64,7 +64,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_missing_weights_name_the_training_command(tmp_path):
-    from bench.models.digits_dit import load
+    from bench.models.digits.dit import load
 
     with pytest.raises(FileNotFoundError, match="train_digits_dit"):
         load(directory=tmp_path)

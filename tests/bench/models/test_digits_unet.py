@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.models import digits_unet as du
+from bench.models.digits import unet as du
 
 FAST = {"num_inference_steps": 4}
 
@@ -42,7 +42,7 @@ def test_loads_offline_with_the_protocol(model):
 
 
 def test_missing_weights_name_the_training_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="bench.training.train_digits_unet"):
+    with pytest.raises(FileNotFoundError, match="bench.models.digits.training.train_digits_unet"):
         du.load(directory=tmp_path)
 
 
@@ -118,7 +118,7 @@ def test_data_access(model):
 
 
 def test_classifier_is_accurate_on_heldout_real_digits(model):
-    from bench.data import load_split
+    from bench.models.digits.data import load_split
 
     clf = model.classifier()
     held = load_split("heldout")

@@ -60,6 +60,30 @@ def test_embedded_models_are_identified_by_their_shipped_files():
     assert bf16.dtype == torch.bfloat16 and bf16.fingerprint() != model.fingerprint()
 
 
+def test_an_arch_identity_does_not_depend_on_the_order_of_diffusers_default_keys():
+    # diffusers lists the config keys left at their defaults in a set's order, which changes
+    # from one process to the next; the identity must not.
+    from bench.models.provenance import module_config
+
+    class Module:
+        def __init__(self, keys):
+            self.config = {"sample_size": 8, "_use_default_values": keys}
+
+    one = module_config(Module(["b", "a", "c"]))
+    assert one == module_config(Module(["c", "b", "a"]))
+    assert one["_use_default_values"] == ["a", "b", "c"] and one["sample_size"] == 8
+
+
+def test_the_embedded_models_load_from_their_package_weights():
+    from bench.models.digits import WEIGHTS_ROOT
+    from bench.models.registry import MODELS
+
+    assert WEIGHTS_ROOT.name == "weights" and WEIGHTS_ROOT.parent.name == "models"
+    for name in MODELS:
+        assert (WEIGHTS_ROOT / name).is_dir(), name
+    assert (WEIGHTS_ROOT / "digit-classifier" / "model.safetensors").is_file()
+
+
 def test_hub_pipelines_load_with_low_memory_in_the_dtype_asked_for(tmp_path, caplog):
     folder = tmp_path / "pipe"
     arch.load("arch:sd15@tiny").pipe.save_pretrained(str(folder))
@@ -77,8 +101,8 @@ def test_hub_pipelines_load_with_low_memory_in_the_dtype_asked_for(tmp_path, cap
 
 @pytest.mark.parametrize("name", ["fp32", "bf16"])
 def test_a_run_records_the_dtype_it_loaded_and_does_not_time_a_cast_to_it(tmp_path, name):
-    from bench.config import RunConfig, TimingConfig
-    from bench.engine import Engine
+    from bench.core.config import RunConfig, TimingConfig
+    from bench.measure.engine import Engine
 
     config = RunConfig(model="arch:sd15@tiny", strategies=("bf16", "steps:n=1"), steps=2,
                        batch_size=1, quality_images=1, out_dir=tmp_path, threads=1, dtype=name,

@@ -98,7 +98,7 @@ def test_meta_tensors_hold_no_bytes():
 
 
 def _strategy_names() -> list[str]:
-    from strategies.registry import BUILTIN
+    from strategies.core.registry import BUILTIN
 
     return sorted(BUILTIN)
 
@@ -106,7 +106,7 @@ def _strategy_names() -> list[str]:
 @pytest.mark.parametrize("name", _strategy_names())
 def test_every_strategy_leaves_the_loaded_model_and_the_other_stacks_alone(name):
     from strategies import parse_stack
-    from strategies.registry import get_strategy
+    from strategies.core.registry import get_strategy
 
     stack = parse_stack(SPECS.get(name, name))
     reasons = {}

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import load_split
+from bench.core.metrics import METRICS
+from bench.models.digits.data import load_split
 from bench.quality import noise_floor
-from bench.quality.base import METRICS
 from bench.quality.distribution import (
     ClassifierFeatures,
     DistributionConfig,
@@ -38,7 +38,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def classifier():
-    from bench.models.classifier import load_classifier
+    from bench.models.digits.classifier import load_classifier
 
     return load_classifier()
 
@@ -210,7 +210,7 @@ def test_noise_floor_measures_spread_at_the_sample_size(scorer, pool, classifier
 
 
 def test_noise_floor_for_model_is_cached(monkeypatch, tmp_path, scorer):
-    from bench.models.digits_unet import DigitsUNet
+    from bench.models.digits.unet import DigitsUNet
 
     monkeypatch.setenv("ACCELBENCH_CACHE", str(tmp_path))
     # The floor needs the model's real images and classifier only, not its generator.
@@ -229,7 +229,7 @@ def test_noise_floor_for_model_is_cached(monkeypatch, tmp_path, scorer):
 
 def test_stratified_draws_match_the_prompts_classes(scorer, pool):
     """Each draw has exactly the digits the benchmark's prompts ask for, and draws differ."""
-    from bench.data import balanced_labels
+    from bench.models.digits.data import balanced_labels
 
     pool_labels = torch.from_numpy(load_split("generator").labels.copy())
     wanted = balanced_labels(37)
@@ -255,10 +255,10 @@ def test_noise_floor_from_halves_of_one_real_set(classifier, heldout):
 
 # -- the engine's quality step ------------------------------------------------------------------
 def test_engine_quality_adds_fid_kid_and_noise_floor(monkeypatch, tmp_path, heldout, pool):
-    from bench import results
-    from bench.measures import score_quality
-    from bench.models.digits_unet import DigitsUNet
-    from bench.quality.config import QualityConfig
+    from bench.core import results
+    from bench.core.quality_config import QualityConfig
+    from bench.measure.measures import score_quality
+    from bench.models.digits.unet import DigitsUNet
     from bench.quality.suite import QualitySuite
 
     monkeypatch.setenv("ACCELBENCH_CACHE", str(tmp_path))
@@ -408,7 +408,7 @@ def test_incomplete_clip_folder_lists_missing_files(offline):
 
 
 def test_hub_quality_records_why_metrics_are_missing(offline, monkeypatch, heldout):
-    from bench.quality.config import QualityConfig
+    from bench.core.quality_config import QualityConfig
     from bench.quality.suite import QualitySuite
 
     class NoRealImages:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.quality.base import METRICS
+from bench.core.metrics import METRICS
 from bench.quality.fidelity import psnr, ssim
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -77,7 +77,7 @@ def test_float32_inputs_agree_with_float64():
 
 def test_on_real_digits_with_noise():
     """The embedded models' own images: real 16x16 digits against a noisy copy."""
-    from bench.data import load_split
+    from bench.models.digits.data import load_split
 
     real = torch.from_numpy(load_split("heldout").images[:32].copy()).double()
     g = torch.Generator().manual_seed(1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchmetrics.image.kid import poly_mmd
 
-from bench.data import balanced_labels, load_split
+from bench.models.digits.data import balanced_labels, load_split
 from bench.quality import noise_floor
 from bench.quality.distribution import ClassifierFeatures, classifier_scorer
 from bench.quality.stratified_kid import stratified_kid, stratified_mmd2
@@ -16,7 +16,7 @@ from bench.quality.stratified_kid import stratified_kid, stratified_mmd2
 
 @pytest.fixture(scope="module")
 def digits():
-    from bench.models.classifier import load_classifier
+    from bench.models.digits.classifier import load_classifier
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

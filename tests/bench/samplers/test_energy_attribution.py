@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.measures import energy_fields
-from bench.samplers import energy as energy_mod
-from bench.samplers.nvml import NVMLSampler
-from bench.samplers.timeseries import count_summary, integrate, samples_per_window
+from bench.measure.measures import energy_fields
+from bench.measure.samplers import energy as energy_mod
+from bench.measure.samplers.nvml import NVMLSampler
+from bench.measure.samplers.timeseries import count_summary, integrate, samples_per_window
 from tests.support.fake_nvml import FakeNVML
 
 INTERVAL_S = 0.05

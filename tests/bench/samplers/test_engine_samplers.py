@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench import results
-from bench.arms import LocalArm
-from bench.config import RunConfig, TimingConfig
-from bench.engine import Engine
-from bench.measures import energy_fields, memory_fields
-from bench.samplers import make_sampler, series
-from bench.schedules import Interleaved
+from bench.core import results
+from bench.core.config import RunConfig, TimingConfig
+from bench.measure.arms import LocalArm
+from bench.measure.engine import Engine
+from bench.measure.measures import energy_fields, memory_fields
+from bench.measure.samplers import make_sampler, series
+from bench.measure.schedules import Interleaved
 
 
 class _Model:

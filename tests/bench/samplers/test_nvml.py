@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from bench.samplers import make_sampler, series
-from bench.samplers.nvml import NVMLSampler, decode_throttle
+from bench.measure.samplers import make_sampler, series
+from bench.measure.samplers.nvml import NVMLSampler, decode_throttle
 from tests.support.fake_nvml import NVML_ERROR_LIBRARY_NOT_FOUND, FakeGPU, FakeNVML
 
 clock = time.perf_counter
@@ -187,7 +187,7 @@ def test_cuda_ordinals_follow_cuda_visible_devices(monkeypatch):
 def test_uuid_from_torch_wins(monkeypatch):
     gpus = [FakeGPU(uuid=f"GPU-{i}{i}{i}-abcd") for i in range(3)]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # ignored: torch named the device
-    monkeypatch.setattr("bench.samplers.nvml._torch_uuids", lambda ordinals: {0: "GPU-111-abcd"})
+    monkeypatch.setattr("bench.measure.samplers.nvml._torch_uuids", lambda ordinals: {0: "GPU-111-abcd"})
     r = _run(NVMLSampler("cuda:0", interval_s=0.02, nvml=FakeNVML(gpus)), 0.05)
     g = r.summary["gpus"]["0"]
     assert g["uuid"] == "GPU-111-abcd" and g["mapping"].endswith("(from torch)")
@@ -222,7 +222,7 @@ def test_series_file_holds_gpu_columns(tmp_path):
 
 
 def test_engine_energy_and_memory_fields():
-    from bench.measures import energy_fields, memory_fields
+    from bench.measure.measures import energy_fields, memory_fields
 
     r = _run(NVMLSampler(interval_s=0.02, gpus=[0, 1], nvml=_two_gpus()), 1.05, images=16)
     energy = energy_fields(r)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.samplers import CPUSampler, Sampler, make_sampler, series
-from bench.samplers import energy as energy_mod
-from bench.samplers.rapl import RAPLReader
-from bench.samplers.timeseries import (
+from bench.measure.samplers import CPUSampler, Sampler, make_sampler, series
+from bench.measure.samplers import energy as energy_mod
+from bench.measure.samplers.rapl import RAPLReader
+from bench.measure.samplers.timeseries import (
     Counter,
     counter_delta,
     in_window,
@@ -243,7 +243,7 @@ def test_psutil_fallback_reads_the_same_figures(monkeypatch):
     def no_proc(pid):
         raise OSError("no /proc here")
 
-    monkeypatch.setattr("bench.samplers.cpu._ProcFiles", no_proc)
+    monkeypatch.setattr("bench.measure.samplers.cpu._ProcFiles", no_proc)
     s = CPUSampler(interval_s=0.02)
     with s:
         t0, c0 = clock(), time.process_time()
@@ -315,7 +315,7 @@ def test_rapl_permission_denied_is_explained(tmp_path, monkeypatch):
     def deny(self):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("bench.samplers.rapl.Zone.read_raw", deny)
+    monkeypatch.setattr("bench.measure.samplers.rapl.Zone.read_raw", deny)
     reason = RAPLReader(tmp_path).open()
     assert "root only" in reason and "chmod" in reason
 

@@ -28,8 +28,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from bench.config import RunConfig
-    from bench.engine import Engine
+    from bench.core.config import RunConfig
+    from bench.measure.engine import Engine
 
     rows = []
     for i in range(args.runs):

@@ -54,7 +54,7 @@ CACHE_STEPS = 6
 
 def default_stacks() -> list[str]:
     """Every registered strategy (defaults), then :data:`EXTRA_STACKS`."""
-    from strategies.registry import names
+    from strategies.core.registry import names
 
     return [n for n in names() if n not in SKIP] + list(EXTRA_STACKS)
 
@@ -63,8 +63,8 @@ def check(model: Any, spec: str, steps: int) -> tuple[str, str]:
     """(status, detail) of ``spec`` on ``model``: ``ok``, ``unsupported`` or ``failed``."""
     import torch
 
-    from strategies.base import Strategy, StrategyError
-    from strategies.registry import parse_stack
+    from strategies.core.base import Strategy, StrategyError
+    from strategies.core.registry import parse_stack
 
     try:
         stack = parse_stack(spec)

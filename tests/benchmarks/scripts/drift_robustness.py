@@ -72,7 +72,7 @@ class HogHalfway:
         return self.inner.describe()
 
     def run(self, arms, timing, hooks=None):
-        from bench.schedules import Hooks
+        from bench.measure.schedules import Hooks
 
         hooks = hooks or Hooks()
         per_event = len(arms) * (self.inner.block if self.inner.name == "interleaved" else 1)
@@ -91,9 +91,9 @@ class HogHalfway:
 
 
 def measure(schedule: str, condition: str, args) -> dict[str, Any]:
-    from bench import schedules
-    from bench.config import RunConfig, TimingConfig
-    from bench.engine import Engine
+    from bench.core.config import RunConfig, TimingConfig
+    from bench.measure import schedules
+    from bench.measure.engine import Engine
 
     n = args.iterations
     timing = TimingConfig(warmup=args.warmup, min_iterations=n, max_iterations=n, min_seconds=0)

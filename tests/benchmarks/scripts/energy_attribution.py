@@ -1,7 +1,7 @@
 """Energy per stack from sampled power when stacks are timed in alternation, by simulation:
 the error of each stack's integrated energy against the truth, for the previous method
 (edges linearly interpolated across call boundaries, reimplemented here) and the current one
-(:func:`bench.samplers.energy.estimate`: only readings that resolve the stack's own calls),
+(:func:`bench.measure.samplers.energy.estimate`: only readings that resolve the stack's own calls),
 or the current method's refusal and its reason.
 
     python tests/benchmarks/scripts/energy_attribution.py [--runs 200] [--seed 0]
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.samplers import energy
+from bench.measure.samplers import energy
 
 POWER_W = {"A": 300.0, "B": 200.0}
 IDLE_W = 60.0

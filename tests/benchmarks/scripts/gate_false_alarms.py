@@ -14,7 +14,7 @@ Mann-Whitney p < 0.05) whether the second is a regression:
 Both are measured in two measurement modes:
 
 * ``interleaved``: the two arms alternate round by round in one job
-  (:class:`bench.schedules.Interleaved`), the mode meant for noisy runners. The
+  (:class:`bench.measure.schedules.Interleaved`), the mode meant for noisy runners. The
   same samples are judged twice: round by round (``interleaved-paired``: Wilcoxon
   signed-rank on per-round log ratios, what the gate does with two arms of one job) and
   unpaired (``interleaved-mwu``: Mann-Whitney U on the raw samples);
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository: 
 
 
 def _arms(base, slowdown: float | None, batch_size: int):
-    from bench.arms import LocalArm
+    from bench.measure.arms import LocalArm
     from tests.support.slowdown import inject_slowdown
 
     prompts, _ = base.prompts(batch_size)
@@ -62,7 +62,7 @@ def _arms(base, slowdown: float | None, batch_size: int):
 
 
 def _timing(rounds: int, warmup: int):
-    from bench.config import TimingConfig
+    from bench.core.config import TimingConfig
 
     return TimingConfig(warmup=warmup, min_iterations=rounds, max_iterations=rounds, min_seconds=0)
 
@@ -71,7 +71,7 @@ def trial(base, mode: str, slowdown: float | None, args) -> list[dict]:
     """One trial: measure A and B once, return the gate's verdict under each test that
     applies (interleaved: paired rounds and Mann-Whitney on the same samples)."""
     from bench import gate
-    from bench.schedules import Interleaved, Sequential
+    from bench.measure.schedules import Interleaved, Sequential
 
     arms = _arms(base, slowdown, args.batch_size)
     if mode == "interleaved":

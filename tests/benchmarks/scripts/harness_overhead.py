@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python tests/benchmarks/scripts/harness_overhead.py [--model digits-unet] [--rounds 10]
 
 Both measure the same generation call (same prompts, seeds, batch) on the same loaded model:
-one through the engine's arm (:class:`bench.arms.LocalArm`, which every schedule times with:
+one through the engine's arm (:class:`bench.measure.arms.LocalArm`, which every schedule times with:
 device synchronised at both ends, every step stamped through the step callback), the other
 a bare ``perf_counter`` loop without a step callback. Rounds alternate between the two so
 that drift on a shared machine hits both alike. The target is a ratio of at most 1.02.
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from bench.arms import LocalArm
+from bench.measure.arms import LocalArm
 from bench.models import load_model
 
 

@@ -62,7 +62,7 @@ def main() -> None:
     classifier = model.classifier()
     reference = model.real_images("heldout")
     pool = model.real_images("generator")
-    from bench.data import load_split
+    from bench.models.digits.data import load_split
 
     pool_labels = torch.from_numpy(load_split("generator").labels.copy())
     scorer = classifier_scorer(classifier, reference)

@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
-from bench import stats
-from bench.harness import TimingConfig, measure
-from bench.samplers import make_sampler
+from bench.core import stats
+from bench.measure.harness import TimingConfig, measure
+from bench.measure.samplers import make_sampler
 
 
 def _synthetic(device: str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from bench import compare, stats
+from bench.core import compare, stats
 from bench.gate import Entry, Rules, compare_latency
 
 

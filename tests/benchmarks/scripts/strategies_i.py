@@ -64,7 +64,7 @@ def _size_change(notes: dict[str, Any]) -> tuple[float | None, float | None]:
 
 def table(run_dir: Path) -> str:
     """The strategies-I table of a finished run directory."""
-    from bench.results import iter_records, results_path
+    from bench.core.results import iter_records, results_path
 
     rows = [(
         "strategy", "status", "ms/call", "speedup [95% CI]", "PSNR", "SSIM", "adher.", "FID",

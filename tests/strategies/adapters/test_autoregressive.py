@@ -7,14 +7,14 @@ import copy
 import pytest
 import torch
 
-from bench.models import digits_ar
+from bench.models.digits import ar as digits_ar
 from strategies import parse_stack
 from strategies.adapters.base import get_adapter
 from tests.support.tiny_ar import tiny_model
 
 
 def test_images_back_to_token_sequences_is_exact_on_real_digits():
-    from bench.data import load_split, prompt_for
+    from bench.models.digits.data import load_split, prompt_for
 
     model = tiny_model()
     images8, labels = digits_ar.raw_split("heldout")
