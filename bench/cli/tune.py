@@ -75,6 +75,7 @@ def tune_cmd(model, constraints, objective, budget, out_dir, storage, executor, 
     budget_s = smoke.cap("budget_s", tune.parse_budget(budget))
     max_trials = smoke.cap("trials", max_trials) if max_trials else (smoke.CAPS["trials"] if smoke.active() else None)
     cheap_images, full_images = smoke.cap("cheap_images", cheap_images), smoke.cap("full_images", full_images)
+    batch_size = smoke.cap("batch_size", batch_size)
 
     if out_dir is None:
         out_dir = Path("runs") / f"tune-{options.slug(model)}"

@@ -1,7 +1,7 @@
 """``ACCELBENCH_SMOKE=1``: every command at a smoke test's size.
 
 With the variable set, the sizes a command measures at are capped (timed calls, quality
-images, a search's budget and trials, a sweep's timing), whatever the command line or file
+images, a search's budget, trials and batch size, a sweep's timing), whatever the command line or file
 says, so that every example of the README runs in seconds (its test sets it). The figures
 are then only a smoke test: the summary says so.
 """
@@ -18,11 +18,12 @@ CAPS: dict[str, float] = {
     "warmup": 1,
     "min_seconds": 0.0,
     "quality_images": 16,
-    "budget_s": 150.0,
+    "budget_s": 240.0,
     "trials": 3,
     "full_images": 16,
     "cheap_images": 8,
     "rounds": 3,
+    "batch_size": 2,
 }
 
 

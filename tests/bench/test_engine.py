@@ -257,20 +257,23 @@ def test_code_against_code_runs_both_trees_at_the_asked_resolution(tmp_path):
 
 
 def _tree_before_the_layers(tmp_path):
-    """The accelbench tree as it was just before bench/ was split into layers (the commit
-    before the one that removed the flat ``bench/engine.py``), or None outside a git checkout."""
+    """The accelbench tree as it was just before bench/ was split into layers (the parent of
+    the commit that added ``bench/core``), or None outside a git checkout with that history."""
     import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     git = ["git", "-C", str(root)]
     try:
-        moved = subprocess.run([*git, "rev-list", "-1", "HEAD", "--", "bench/engine.py"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        added = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--",
+                                "bench/core/__init__.py"], capture_output=True, text=True,
+                               check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return None
-    if not moved:
-        return None
+    if not added or subprocess.run([*git, "rev-parse", "--verify", "-q", f"{added[-1]}^"],
+                                   capture_output=True).returncode:
+        return None  # a shallow clone: the commit before the move is not here
+    moved = added[-1]
     other = tmp_path / "before"
     other.mkdir()
     archive = subprocess.run([*git, "archive", f"{moved}^", "bench", "strategies"],
