@@ -179,6 +179,10 @@ def derive(model: Any, *, allow_training: bool = False, only: Sequence[str] | No
         if cls.trains and not allow_training:
             space.excluded[name] = "trains (add --allow-training; each configuration trains once)"
             continue
+        if cls.saves_memory and for_speed:
+            space.excluded[name] = ("trades latency for memory: it makes no call faster, so a "
+                                    "search for speed leaves it out")
+            continue
         try:
             reason = cls().supports(model)
         except Exception as exc:  # noqa: BLE001 - a plugin's broken check excludes only itself

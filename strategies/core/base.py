@@ -197,6 +197,10 @@ class Strategy(ABC):
             engine checks it, and counts ``rewrites`` in its memory estimate.
         adds_networks: True for strategies that bring networks of their own besides the
             model's (a draft model, a trained student), whose weights the stack then holds.
+        saves_memory: True for memory strategies (offloading, fp8 storage) that trade
+            latency for memory: a search for speed leaves them out.
+        positional: the parameter whose value may come first in a spec without its key
+            (``offload:group`` for ``offload:mode=group``), or None.
         screen_with: strategies whose worth shows only together with these (a scheduler
             keeps quality at fewer steps and buys nothing alone): ``accelbench tune``
             screens the pair as well as each alone.
@@ -212,6 +216,8 @@ class Strategy(ABC):
     rewrites: ClassVar[tuple[str, ...]] = ()
     adds_networks: ClassVar[bool] = False
     screen_with: ClassVar[tuple[str, ...]] = ()
+    saves_memory: ClassVar[bool] = False
+    positional: ClassVar[str | None] = None
 
     # Stage constants, so modules agree on the order.
     STAGE_ARCHITECTURE: ClassVar[int] = 10
@@ -232,9 +238,10 @@ class Strategy(ABC):
     def spec(self) -> str:
         """The canonical spec string: name plus the parameters that differ from defaults."""
         changed = self.config.changed()
-        if not changed:
-            return self.name
-        return self.name + ":" + ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        items = [f"{k}={v}" for k, v in sorted(changed.items()) if k != self.positional]
+        if self.positional:
+            items.insert(0, str(getattr(self.config, self.positional)))
+        return self.name + (":" + ",".join(items) if items else "")
 
     def supports_device(self, device: str) -> str | None:
         """Why this strategy cannot run on ``device`` (``cpu``, ``cuda:0``), or None.
