@@ -3,7 +3,9 @@
 * :mod:`~strategies.caches.first_block` (``fbcache``): FirstBlockCache;
 * :mod:`~strategies.caches.taylorseer` (``taylorseer``): TaylorSeer;
 * :mod:`~strategies.caches.pyramid_broadcast` (``pab``): Pyramid Attention Broadcast;
-* :mod:`~strategies.caches.faster_cache` (``fastercache``): FasterCache.
+* :mod:`~strategies.caches.faster_cache` (``fastercache``): FasterCache;
+* :mod:`~strategies.caches.magcache` (``magcache``): MagCache (ratios calibrated once per model);
+* :mod:`~strategies.caches.seacache` (``seacache``): SeaCache (spectral indicator on image latents).
 
 Each strategy builds the technique's diffusers config and calls ``denoiser.enable_cache(config)``
 (:class:`diffusers.models.cache_utils.CacheMixin`); nothing of the techniques is reimplemented.

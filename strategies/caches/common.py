@@ -28,6 +28,8 @@ _APPLY = {
     "TaylorSeerCacheConfig": "apply_taylorseer_cache",
     "PyramidAttentionBroadcastConfig": "apply_pyramid_attention_broadcast",
     "FasterCacheConfig": "apply_faster_cache",
+    "MagCacheConfig": "apply_mag_cache",
+    "SeaCacheConfig": "apply_sea_cache",
 }
 
 

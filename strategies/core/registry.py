@@ -27,6 +27,8 @@ BUILTIN: dict[str, str] = {
     "steps": "strategies.steps:FewerSteps",
     "scheduler": "strategies.scheduler:Scheduler",
     "quant": "strategies.quant:Quant",
+    "layerwise-cast": "strategies.layerwise_cast:LayerwiseCast",
+    "offload": "strategies.offload:Offload",
     "prune-magnitude": "strategies.prune_magnitude:MagnitudePrune",
     "prune-structured": "strategies.prune_structured:StructuredPrune",
     "distill": "strategies.distill:Distill",
@@ -46,6 +48,9 @@ BUILTIN: dict[str, str] = {
     "taylorseer": "strategies.caches.taylorseer:TaylorSeer",
     "pab": "strategies.caches.pyramid_broadcast:PAB",
     "fastercache": "strategies.caches.faster_cache:FasterCache",
+    "cache-dit": "strategies.cache_dit:CacheDiT",
+    "magcache": "strategies.caches.magcache:MagCache",
+    "seacache": "strategies.caches.seacache:SeaCache",
 }
 
 
@@ -115,7 +120,9 @@ def list_strategies() -> list[tuple[str, str]]:
 
 
 def parse_strategy(spec: str) -> Strategy:
-    """Parse ``name`` or ``name:key=value,key=value`` into a configured strategy."""
+    """Parse ``name`` or ``name:key=value,key=value`` into a configured strategy; a strategy
+    with a :attr:`~strategies.core.base.Strategy.positional` parameter also takes its value
+    first without a key (``offload:group,blocks=2`` is ``offload:mode=group,blocks=2``)."""
     spec = spec.strip()
     if not spec:
         raise StrategyError("empty strategy spec")
@@ -123,9 +130,12 @@ def parse_strategy(spec: str) -> Strategy:
     cls = get_strategy(name.strip())
     params: dict[str, str] = {}
     if rest.strip():
-        for item in rest.split(","):
+        for i, item in enumerate(rest.split(",")):
             key, eq, value = item.partition("=")
-            if not eq or not key.strip():
+            if not eq and i == 0 and cls.positional and key.strip():
+                # ``offload:group,...``: the first item may be the positional parameter's value
+                key, value = cls.positional, key
+            elif not eq or not key.strip():
                 raise StrategyError(
                     f"bad parameter {item!r} in {spec!r}; write name:key=value,key=value"
                 )
