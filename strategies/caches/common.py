@@ -75,6 +75,19 @@ def unregistered_block(blocks: list[torch.nn.Module]) -> str | None:
     return None
 
 
+def block_layout_reason(denoiser: torch.nn.Module, technique: str) -> str | None:
+    """Why ``technique``'s block hooks cannot work on ``denoiser`` (fewer than 2 transformer
+    blocks, or a block layout diffusers' registry does not know), or None."""
+    blocks = [b for _, lst in block_lists(denoiser) for b in lst]
+    if len(blocks) < 2:
+        return (f"{type(denoiser).__name__} has {len(blocks)} transformer block(s); "
+                f"{technique} needs 2 or more")
+    unknown = unregistered_block(blocks)
+    if unknown:
+        return f"{unknown} is not in diffusers' TransformerBlockRegistry, which {technique}'s hooks read"
+    return None
+
+
 def text_dropping_blocks(denoiser: torch.nn.Module) -> list[str]:
     """Blocks whose output has no text stream (SD3's last joint block, ``context_pre_only``):
     they return None where the other blocks return the encoder hidden states."""

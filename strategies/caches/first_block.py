@@ -15,10 +15,9 @@ import torch
 
 from strategies.caches.common import (
     DiffusersCache,
-    block_lists,
+    block_layout_reason,
     register_hook,
     text_dropping_blocks,
-    unregistered_block,
     unwrap,
 )
 from strategies.core.base import StrategyConfig, param
@@ -76,12 +75,9 @@ class FBCache(DiffusersCache):
     depends_on_activations = True
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        blocks = [b for _, lst in block_lists(denoiser) for b in lst]
-        if len(blocks) < 2:
-            return f"{type(denoiser).__name__} has {len(blocks)} transformer block(s); FirstBlockCache needs 2 or more"
-        unknown = unregistered_block(blocks)
-        if unknown:
-            return f"{unknown} is not in diffusers' TransformerBlockRegistry"
+        reason = block_layout_reason(denoiser, "FirstBlockCache")
+        if reason:
+            return reason
         return None
 
     def apply(self, model: ReferenceModel) -> ReferenceModel:

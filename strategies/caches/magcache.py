@@ -27,10 +27,10 @@ from strategies.caches.common import (
     _HOOK_CONTEXT,
     CallState,
     DiffusersCache,
+    block_layout_reason,
     block_lists,
     enable,
     has_cache_mixin,
-    unregistered_block,
     unwrap,
 )
 from strategies.core.base import StrategyConfig, param
@@ -76,12 +76,9 @@ class MagCache(DiffusersCache):
     depends_on_activations = True
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        blocks = [b for _, lst in block_lists(denoiser) for b in lst]
-        if len(blocks) < 2:
-            return f"{type(denoiser).__name__} has {len(blocks)} transformer block(s); MagCache needs 2 or more"
-        unknown = unregistered_block(blocks)
-        if unknown:
-            return f"{unknown} is not in diffusers' TransformerBlockRegistry, which MagCache's hooks read"
+        reason = block_layout_reason(denoiser, "MagCache")
+        if reason:
+            return reason
         if not model.steps:
             return f"MagCache needs the number of denoising steps; {model.name} has none in its call arguments"
         return None

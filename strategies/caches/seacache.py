@@ -28,10 +28,9 @@ import torch
 from strategies.caches.common import (
     CallState,
     DiffusersCache,
-    block_lists,
+    block_layout_reason,
     register_hook,
     text_dropping_blocks,
-    unregistered_block,
     unwrap,
 )
 from strategies.caches.first_block import _TEXT_PASSTHROUGH, _text_passthrough_hook
@@ -124,12 +123,9 @@ class SeaCache(DiffusersCache):
     depends_on_activations = True
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        blocks = [b for _, lst in block_lists(denoiser) for b in lst]
-        if len(blocks) < 2:
-            return f"{type(denoiser).__name__} has {len(blocks)} transformer block(s); SeaCache needs 2 or more"
-        unknown = unregistered_block(blocks)
-        if unknown:
-            return f"{unknown} is not in diffusers' TransformerBlockRegistry, which SeaCache's hooks read"
+        reason = block_layout_reason(denoiser, "SeaCache")
+        if reason:
+            return reason
         if not _spatial_input(denoiser):
             return (
                 f"{type(denoiser).__name__} takes packed tokens, not a spatial (B, C, H, W) latent, so "
