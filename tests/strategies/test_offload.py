@@ -15,6 +15,13 @@ from tests.support.arch import generate, tiny
 from tests.support.tiny_diffusion import PROMPTS, SEEDS, tiny_dit, tiny_unet
 
 
+def _same_images(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """The same images up to float rounding: the weights read back are the same bits, but
+    CPU kernels may sum in another order for tensors at other addresses (seen: 1.3e-6 on
+    arch:flux@tiny)."""
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
 def _apply(spec: str, model):
     stack = parse_stack(spec)
     stack.check(model)
@@ -40,7 +47,7 @@ def test_group_offloading_to_disk_gives_the_same_images_and_holds_less(make, lev
     at_rest = weight_bytes(offloaded.denoiser)
     assert at_rest < 0.5 * weight_bytes(model.denoiser)
     for _ in range(2):  # read back from disk every call, released again after
-        assert torch.equal(offloaded.generate(PROMPTS, SEEDS), baseline)
+        _same_images(offloaded.generate(PROMPTS, SEEDS), baseline)
         assert weight_bytes(offloaded.denoiser) == at_rest
     # the loaded model keeps its weights
     assert torch.equal(model.generate(PROMPTS, SEEDS), baseline)
@@ -49,7 +56,7 @@ def test_group_offloading_to_disk_gives_the_same_images_and_holds_less(make, lev
 def test_group_offloading_on_an_arch_model():
     model = tiny("flux")
     offloaded = _apply("offload:group,blocks=2", model)
-    assert torch.equal(generate(offloaded, steps=2), generate(model, steps=2))
+    _same_images(generate(offloaded, steps=2), generate(model, steps=2))
 
 
 def test_what_the_cpu_cannot_do_is_said_in_words():
