@@ -6,7 +6,8 @@ from __future__ import annotations
 from functools import cache
 
 #: The diffusion families and their published denoiser sizes (see tests/bench/models/test_arch.py).
-DIFFUSION_FAMILIES = ("sd15", "sdxl", "sd3", "flux", "pixart-sigma", "sana")
+DIFFUSION_FAMILIES = ("sd15", "sdxl", "sd3", "flux", "flux2", "flux2-klein", "qwen-image", "z-image",
+                      "pixart-sigma", "sana")
 
 
 @cache

@@ -1,6 +1,7 @@
 """Architecture models ``arch:<family>[@tiny]``: the real pipeline classes of the models people
-accelerate (SD 1.5, SDXL, SD3, Flux, PixArt-Sigma, Sana; Janus and Emu3 for autoregressive
-generation), built from their published configurations with random weights, nothing downloaded.
+accelerate (SD 1.5, SDXL, SD3, Flux, FLUX.2, Qwen-Image, Z-Image, PixArt-Sigma, Sana;
+Janus and Emu3 for autoregressive generation), built from their published configurations
+with random weights, nothing downloaded.
 
 Latency, memory and energy of a generation call depend on the architecture and its sizes, not
 on the values of its weights, so a pipeline built this way costs what the real one costs. Its
@@ -99,6 +100,44 @@ FAMILIES: dict[str, ArchFamily] = {
             "bench.models.arch.flux:build",
             "FLUX.1 [dev]: 12B double/single-stream DiT, CLIP L + T5-XXL, guidance-distilled, "
             "50 steps",
+            ModelKind.DIT,
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=16,
+        ),
+        ArchFamily(
+            "flux2",
+            "bench.models.arch.flux2:build",
+            "FLUX.2 [dev]: 32B double/single-stream DiT, Mistral Small 3.1 24B, "
+            "guidance-distilled, 50 steps",
+            ModelKind.DIT,
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=16,
+        ),
+        ArchFamily(
+            "flux2-klein",
+            "bench.models.arch.flux2:build_klein",
+            "FLUX.2 [klein] 4B: 3.9B double/single-stream DiT, Qwen3-4B, step-distilled, "
+            "4 steps",
+            ModelKind.DIT,
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=16,
+        ),
+        ArchFamily(
+            "qwen-image",
+            "bench.models.arch.qwen_image:build",
+            "Qwen-Image: 20B dual-stream MMDiT, Qwen2.5-VL 7B, true CFG, 50 steps",
+            ModelKind.DIT,
+            resolution=1024,
+            tiny_resolution=64,
+            resolution_multiple=16,
+        ),
+        ArchFamily(
+            "z-image",
+            "bench.models.arch.z_image:build",
+            "Z-Image-Turbo: 6B single-stream DiT, Qwen3-4B, distilled, 9 steps",
             ModelKind.DIT,
             resolution=1024,
             tiny_resolution=64,

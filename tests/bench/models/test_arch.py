@@ -20,7 +20,13 @@ from tests.support.arch import DIFFUSION_FAMILIES, generate, tiny
 #: - FLUX.1 [dev] transformer: 11.9B (black-forest-labs: "12 billion parameter rectified flow
 #:   transformer"; 11,901,408,320);
 #: - PixArt-Sigma XL/2: 611M (PixArt-Sigma paper, Chen et al. 2024: 0.6B);
-#: - Sana 1600M: 1.6B (Sana paper, Xie et al. 2024: Sana-1.6B).
+#: - Sana 1600M: 1.6B (Sana paper, Xie et al. 2024: Sana-1.6B);
+#: - FLUX.2 [dev] transformer: 32B (black-forest-labs: "32 billion parameter"; 32.22B here);
+#: - FLUX.2 [klein] 4B transformer: "4B" (black-forest-labs; 3.88B here);
+#: - Qwen-Image MMDiT: "20B" (Qwen-Image technical report, 2025; 20.43B here);
+#: - Z-Image transformer: "6B" (Z-Image technical report, Tongyi-MAI 2025; 6.15B here).
+#: Where a figure is published to one significant digit, the check is to that digit: the build
+#: must round to it (:data:`ROUNDED`: half a unit of the digit given), not within 1%.
 PUBLISHED_DENOISER = {
     "sd15": 859.5e6,
     "sdxl": 2.567e9,
@@ -28,10 +34,18 @@ PUBLISHED_DENOISER = {
     "flux": 11.9e9,
     "pixart-sigma": 611e6,
     "sana": 1.6e9,
+    "flux2": 32e9,
+    "flux2-klein": 4e9,
+    "qwen-image": 20e9,
+    "z-image": 6e9,
 }
+#: Absolute tolerance of the figures published as whole billions.
+ROUNDED = {"flux2-klein": 0.5e9, "qwen-image": 0.5e9, "z-image": 0.5e9}
 
 #: Published text encoder sizes: CLIP ViT-L/14's text tower 123M, OpenCLIP bigG's 695M,
-#: T5 v1.1 XXL's encoder 4.76B, Gemma 2 2B 2.61B (with its embedding).
+#: T5 v1.1 XXL's encoder 4.76B, Gemma 2 2B 2.61B (with its embedding), Mistral Small 3.1 24B
+#: (with its Pixtral vision tower: 24.0B), Qwen3-4B 4.02B (Qwen3 model card: "4.0B"),
+#: Qwen2.5-VL 7B Instruct 8.29B (its model listing; with the vision tower).
 PUBLISHED_TEXT = {
     "sd15": {"text_encoder": 123e6},
     "sdxl": {"text_encoder": 123e6, "text_encoder_2": 695e6},
@@ -39,6 +53,10 @@ PUBLISHED_TEXT = {
     "flux": {"text_encoder_2": 4.76e9},
     "pixart-sigma": {"text_encoder": 4.76e9},
     "sana": {"text_encoder": 2.61e9},
+    "flux2": {"text_encoder": 24.0e9},
+    "flux2-klein": {"text_encoder": 4.02e9},
+    "qwen-image": {"text_encoder": 8.29e9},
+    "z-image": {"text_encoder": 4.02e9},
 }
 
 
@@ -56,7 +74,8 @@ def full_on_meta():
 def test_full_size_matches_the_published_parameter_count(full_on_meta, family):
     model = full_on_meta[family]
     denoiser = model.components()["denoiser"]
-    assert _count(denoiser) == pytest.approx(PUBLISHED_DENOISER[family], rel=0.01)
+    assert _count(denoiser) == pytest.approx(PUBLISHED_DENOISER[family], rel=0.01,
+                                             abs=ROUNDED.get(family, 0))
     for role, published in PUBLISHED_TEXT[family].items():
         assert _count(model.components()[role]) == pytest.approx(published, rel=0.01), role
     # Built on the meta device: no parameter has storage.
@@ -68,17 +87,26 @@ def test_full_size_matches_the_published_parameter_count(full_on_meta, family):
 
 
 def test_full_size_defaults_are_the_documented_ones(full_on_meta):
-    steps = {f: (m.call_args["num_inference_steps"], m.call_args["guidance_scale"])
+    steps = {f: (m.call_args["num_inference_steps"],
+                 m.call_args.get("guidance_scale", m.call_args.get("true_cfg_scale")))
              for f, m in full_on_meta.items()}
     assert steps == {
         "sd15": (50, 7.5),
         "sdxl": (50, 5.0),
         "sd3": (28, 7.0),
         "flux": (50, 3.5),
+        "flux2": (50, 4.0),
+        "flux2-klein": (4, 1.0),
+        "qwen-image": (50, 4.0),
+        "z-image": (9, 0.0),
         "pixart-sigma": (20, 4.5),
         "sana": (20, 4.5),
     }
     assert full_on_meta["flux"].call_args["max_sequence_length"] == 512
+    # Qwen-Image's true guidance needs its negative prompt, as the model card passes it.
+    assert full_on_meta["qwen-image"].call_args["negative_prompt"] == " "
+    assert full_on_meta["flux2"].call_args["text_encoder_out_layers"] == (10, 20, 30)
+    assert full_on_meta["flux2-klein"].pipe.config.is_distilled
 
 
 def test_registry_lists_every_family_full_and_tiny():
@@ -92,13 +120,18 @@ def test_registry_lists_every_family_full_and_tiny():
         arch.parse("arch:sdx")
 
 
+#: Step-distilled families, whose tiny variants keep the published step count.
+STEP_DISTILLED = {"flux2-klein": 4, "z-image": 9}
+
+
 @pytest.mark.parametrize("family", DIFFUSION_FAMILIES)
 def test_tiny_generates_deterministically_with_one_callback_per_step(family):
     model = tiny(family)
     assert model.name == f"arch:{family}@tiny" and model.random_weights
     size = arch.FAMILIES[family].tiny_resolution
     assert (model.call_args["height"], model.call_args["width"]) == (size, size)
-    assert model.call_args["num_inference_steps"] >= 10
+    # 10 steps, or the step-distilled model's own count.
+    assert model.call_args["num_inference_steps"] == STEP_DISTILLED.get(family, 10)
     steps: list[int] = []
     images = generate(model, 3, prompts=("a red bicycle", "a fox"), seeds=(0, 1),
                       step_callback=steps.append)
@@ -116,8 +149,11 @@ def test_tiny_generates_deterministically_with_one_callback_per_step(family):
 
 #: The text sequence each denoiser sees, as the real pipelines make it: CLIP 77 tokens; SD3
 #: CLIP's 77 next to T5's 256; FLUX.1 [dev] T5's 512; PixArt-Sigma 300; Sana 300 (after the
-#: instruction, which the pipeline cuts back off).
-SEQUENCE = {"sd15": 77, "sdxl": 77, "sd3": 77 + 256, "flux": 512, "pixart-sigma": 300, "sana": 300}
+#: instruction, which the pipeline cuts back off); FLUX.2 512 after its system message;
+#: Qwen-Image the prompt's tokens after its 34-token system prompt (2 + the 5 closing the
+#: turn); Z-Image the chat-formatted prompt's tokens, padding dropped (3 + 2 + 5).
+SEQUENCE = {"sd15": 77, "sdxl": 77, "sd3": 77 + 256, "flux": 512, "flux2": 512,
+            "flux2-klein": 512, "qwen-image": 7, "z-image": 10, "pixart-sigma": 300, "sana": 300}
 
 
 @pytest.mark.parametrize("family", DIFFUSION_FAMILIES)
@@ -135,6 +171,15 @@ def test_tiny_text_sequence_has_the_real_length(family):
                                  max_sequence_length=256, **kwargs)
     elif family == "flux":
         out = pipe.encode_prompt(["a cat"], ["a cat"], max_sequence_length=512, **kwargs)
+    elif family in ("flux2", "flux2-klein"):
+        out = pipe.encode_prompt(["a cat"], max_sequence_length=512, **kwargs,
+                                 text_encoder_out_layers=model.call_args["text_encoder_out_layers"])
+    elif family == "qwen-image":
+        out = pipe.encode_prompt(["a cat"], max_sequence_length=512, **kwargs)
+    elif family == "z-image":
+        out = pipe.encode_prompt(["a cat"], device=kwargs["device"],
+                                 do_classifier_free_guidance=False)
+        out = (out[0][0][None],)  # one variable-length tensor per prompt
     else:
         out = pipe.encode_prompt(["a cat"], do_classifier_free_guidance=False,
                                  max_sequence_length=300, **kwargs)
