@@ -10,8 +10,11 @@ every call pays the casts.
 The compute dtype is the model's own when the strategy applies: ``bf16+layerwise-cast`` (or a
 model loaded with ``--dtype bf16``, which is how full-size models load on CUDA) stores fp8 and
 computes bf16, the combination diffusers documents; on an fp32 model it computes fp32.
-Layers diffusers keeps at full width by default (patch and position embeddings, norms, the
-output projection: its ``"auto"`` skip pattern) keep their dtype.
+Layers diffusers keeps at full width keep their dtype: its default skip pattern (patch and
+position embeddings, norms, the output projection) and the layers a model class names as
+precision-sensitive (``_skip_layerwise_casting_patterns``: Z-Image's timestep and caption
+embedders, whose forward casts its input to the weights' storage dtype), as diffusers'
+``ModelMixin.enable_layerwise_casting`` does.
 
 It is a memory strategy: it trades latency (the casts) for weight memory. Its record's
 ``memory.weights_mb`` and ``memory.peak_mb`` say what it buys, its speedup what it costs.
@@ -82,6 +85,11 @@ class LayerwiseCast(Strategy):
     def apply(self, model: ReferenceModel) -> ReferenceModel:
         from diffusers.hooks import apply_layerwise_casting
 
-        apply_layerwise_casting(model.denoiser, storage_dtype=self.storage_dtype,
-                                compute_dtype=model.dtype)
+        denoiser = model.denoiser
+        if hasattr(denoiser, "enable_layerwise_casting"):  # a diffusers model: its own skips
+            denoiser.enable_layerwise_casting(storage_dtype=self.storage_dtype,
+                                              compute_dtype=model.dtype)
+        else:
+            apply_layerwise_casting(denoiser, storage_dtype=self.storage_dtype,
+                                    compute_dtype=model.dtype)
         return model

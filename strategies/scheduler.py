@@ -125,6 +125,34 @@ def flow_reason(name: str, config: Any) -> str | None:
     return None
 
 
+def own_sigmas_reason(pipe: Any, name: str) -> str | None:
+    """Why ``pipe`` cannot sample with flow-matching scheduler ``name`` because it hands the
+    scheduler its own sigma schedule, which only a ``FlowMatch*`` solver taking ``sigmas`` is
+    built for, or None.
+
+    FLUX's pipelines compute default sigmas and drop them for a solver on flow sigmas;
+    Qwen-Image's and Z-Image's always pass theirs (DPM-Solver++'s and DEIS's
+    ``set_timesteps`` take none; UniPC's fails on Z-Image's list). diffusers has no flag for
+    this, so the pipeline's ``__call__`` is read: it sets ``sigmas = ...`` and never checks
+    ``use_flow_sigmas``."""
+    import re
+
+    import diffusers
+
+    class_name = FLOW_SCHEDULERS[name][0]
+    takes = inspect.signature(getattr(diffusers, class_name).set_timesteps).parameters
+    if class_name.startswith("FlowMatch") and "sigmas" in takes:
+        return None
+    try:
+        source = inspect.getsource(type(pipe).__call__)
+    except (OSError, TypeError):
+        return None
+    if re.search(r"\n\s*sigmas = \S", source) and "use_flow_sigmas" not in source:
+        return (f"{type(pipe).__name__} passes its own sigma schedule to the scheduler on every "
+                f"call, which {class_name} is not built to take (use euler)")
+    return None
+
+
 def build_scheduler(name: str, scheduler: Any) -> Any:
     """The diffusers scheduler ``name`` in place of the pipeline's ``scheduler``."""
     import diffusers
@@ -159,6 +187,8 @@ class Scheduler(Strategy):
         scheduler = model.pipe.scheduler
         if is_flow_matching(scheduler):
             reason = flow_reason(self.config.name, scheduler.config)
+            if self.config.name in FLOW_SCHEDULERS:
+                reason = own_sigmas_reason(model.pipe, self.config.name) or reason
             if reason:
                 return f"{model.name} is a flow-matching model: {reason}"
         return super().supports(model)

@@ -24,7 +24,9 @@ the strategy adds what they would: a hook on the denoiser (outside the cache hoo
 every call in the ``"cond_uncond"`` context (guidance is batched there), records the call's
 timestep for PAB's and FasterCache's timestep windows, and resets the hooks' state when a new
 generation starts (the timestep goes up again: within a generation it only falls, or repeats
-for Heun's second evaluation). UNets (no transformer block lists; use deepcache) and layouts a
+for Heun's second evaluation). The same hook opens the context for any call the pipeline
+opened none for: FLUX.2 [dev]'s pipeline opens none although its transformer has the mixin,
+and without a context the stateful hooks run fail-open (they never cache). UNets (no transformer block lists; use deepcache) and layouts a
 technique cannot hook (FirstBlockCache needs blocks in diffusers' ``TransformerBlockRegistry``:
 Sana's are not) are refused with the reason.
 

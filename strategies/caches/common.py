@@ -63,15 +63,26 @@ def block_lists(denoiser: torch.nn.Module) -> list[tuple[str, torch.nn.ModuleLis
 
 
 def unregistered_block(blocks: list[torch.nn.Module]) -> str | None:
-    """The class name of the first block whose layout diffusers' ``TransformerBlockRegistry``
-    does not know (FirstBlockCache cannot hook it), or None."""
+    """Why diffusers' ``TransformerBlockRegistry`` cannot serve the block hooks on the first
+    block it fails (the layout is unknown, or the hidden states argument the registry names
+    is not in the block's ``forward``), or None."""
+    import inspect
+
     from diffusers.hooks._helpers import TransformerBlockRegistry  # private: see above
 
     for block in blocks:
+        name = type(block).__name__
         try:
-            TransformerBlockRegistry.get(type(block))
+            metadata = TransformerBlockRegistry.get(type(block))
         except ValueError:
-            return type(block).__name__
+            return f"{name} is not in diffusers' TransformerBlockRegistry"
+        argument = getattr(metadata, "hidden_states_argument_name", "hidden_states")
+        arguments = list(inspect.signature(type(block).forward).parameters)[1:]
+        # diffusers' first-block hook asks for "hidden_states" by name whatever the entry says.
+        for wanted in dict.fromkeys((argument, "hidden_states")):
+            if wanted not in arguments:
+                return (f"{name}.forward takes its hidden states as {arguments[0]!r}, and "
+                        f"diffusers' TransformerBlockRegistry entry for it names {wanted!r}")
     return None
 
 
@@ -84,7 +95,30 @@ def block_layout_reason(denoiser: torch.nn.Module, technique: str) -> str | None
                 f"{technique} needs 2 or more")
     unknown = unregistered_block(blocks)
     if unknown:
-        return f"{unknown} is not in diffusers' TransformerBlockRegistry, which {technique}'s hooks read"
+        return f"{unknown}, which {technique}'s hooks read"
+    return None
+
+
+def joined_streams_reason(denoiser: torch.nn.Module, technique: str) -> str | None:
+    """Why ``technique``, which caches the residual of the whole block stack (last block's
+    output minus first block's input), cannot on ``denoiser``: its blocks join the text and
+    image streams midway (FLUX.2's single-stream blocks run on the two concatenated and
+    return one sequence), so the stack's output is not the shape of its input; or None.
+    FLUX.1's single-stream blocks keep the two streams apart and are fine."""
+    from diffusers.hooks._helpers import TransformerBlockRegistry  # private: see above
+
+    separate = []
+    for name, blocks in block_lists(denoiser):
+        try:
+            metadata = TransformerBlockRegistry.get(type(blocks[0]))
+        except ValueError:
+            return None  # block_layout_reason says why
+        separate.append((name, metadata.return_encoder_hidden_states_index is not None))
+    if len(separate) > 1 and separate[0][1] and not separate[-1][1]:
+        return (f"{type(denoiser).__name__}'s {separate[-1][0]} run on the text and image "
+                f"tokens joined into one sequence after its {separate[0][0]}, so the block "
+                f"stack's output is not the shape of its input and {technique} has no residual "
+                "of the stack to reuse")
     return None
 
 
@@ -164,10 +198,28 @@ def _begin_call(module: torch.nn.Module, state: CallState, timestep: Any) -> Non
     state.timestep = value
 
 
-def _call_context_hook(state: CallState, enter_context: bool) -> Any:
+@torch.compiler.disable
+def _context_open(module: torch.nn.Module) -> bool:
+    """True when the caller (the pipeline's denoising loop) has opened a diffusers cache
+    context on ``module``'s hooks. Pipelines differ: FLUX's opens one per call, FLUX.2
+    [dev]'s none, though its transformer has the mixin; diffusers exposes no accessor, so
+    the hooks' state managers are read (private, as above)."""
+    from diffusers.hooks.hooks import HookRegistry, StateManager
+
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    for child in (registry, *registry._get_child_registries()):
+        for hook in child.hooks.values():
+            for value in vars(hook).values():
+                if isinstance(value, StateManager) and value._context is not None:
+                    return True
+    return False
+
+
+def _call_context_hook(state: CallState) -> Any:
     """A diffusers ``ModelHook`` for the denoiser: records each call's timestep, resets the
-    cache hooks' state when a new generation starts and, if ``enter_context``, runs the call
-    in the ``"cond_uncond"`` cache context."""
+    cache hooks' state when a new generation starts and, where the pipeline opened no cache
+    context for the call, runs it in the ``"cond_uncond"`` one (without a context the
+    stateful hooks run fail-open: nothing is ever cached)."""
     from diffusers.hooks import ModelHook
     from diffusers.models.cache_utils import CacheMixin
 
@@ -175,12 +227,11 @@ def _call_context_hook(state: CallState, enter_context: bool) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.state = state
-            self.enter_context = enter_context
 
         def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
             timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
             _begin_call(module, self.state, timestep)
-            if not self.enter_context:
+            if _context_open(module):
                 return self.fn_ref.original_forward(*args, **kwargs)
             with CacheMixin.cache_context(module, "cond_uncond", timestep=self.state.timestep):
                 return self.fn_ref.original_forward(*args, **kwargs)
@@ -191,8 +242,8 @@ def _call_context_hook(state: CallState, enter_context: bool) -> Any:
 def enable(denoiser: torch.nn.Module, config: Any, state: CallState | None) -> None:
     """Put diffusers' cache hooks for ``config`` on ``denoiser``: ``enable_cache`` where it has
     ``CacheMixin``, else the same ``apply_*`` function; then, with a ``state``, the
-    call-context hook (which also opens the cache context where there is no mixin, since
-    then no pipeline can)."""
+    call-context hook (which also opens a cache context for calls the pipeline opened none
+    for: always where there is no mixin, since then no pipeline can)."""
     import diffusers.hooks
     from diffusers.hooks import HookRegistry
 
@@ -205,7 +256,7 @@ def enable(denoiser: torch.nn.Module, config: Any, state: CallState | None) -> N
     registry.invalidate_child_registries_cache()
     denoiser._accelbench_cache = config  # what is enabled (for cache_enabled); not saved
     if state is not None:
-        registry.register_hook(_call_context_hook(state, enter_context=not mixin), _HOOK_CONTEXT)
+        registry.register_hook(_call_context_hook(state), _HOOK_CONTEXT)
 
 
 def pipeline_timestep(model: ReferenceModel) -> bool:
@@ -255,6 +306,24 @@ class DiffusersCache(Strategy):
             return f"{self.name} needs the diffusion pipeline's timesteps; {model.name} has none"
         return None
 
+    def _one_state_per_call(self, model: ReferenceModel) -> str | None:
+        """Why a technique whose hooks keep one state across calls (PAB, FasterCache) cannot
+        run where the pipeline calls the denoiser twice per step, or None.
+
+        True classifier-free guidance (Qwen-Image's ``true_cfg_scale`` with a negative prompt,
+        FLUX's where one is given) runs the conditional and the unconditional pass as two
+        denoiser calls, told apart only by diffusers' cache contexts; these hooks ignore the
+        contexts, so one pass's cached attention would be reused in the other (and where the
+        two texts differ in length, the shapes do not even match)."""
+        args = getattr(model, "call_args", None) or {}
+        negative = args.get("negative_prompt") is not None or "negative_prompt_embeds" in args
+        if float(args.get("true_cfg_scale", 1.0) or 1.0) > 1.0 and negative:
+            return (f"{type(model.pipe).__name__} runs true classifier-free guidance as two "
+                    f"denoiser calls per step (conditional, then unconditional); diffusers' "
+                    f"{self.diffusers_config} hooks keep one state for both, so one pass's "
+                    "cached attention would be reused in the other")
+        return None
+
     @staticmethod
     def _no_attention(denoiser: torch.nn.Module) -> str | None:
         """Why an attention-reusing technique finds nothing to hook in ``denoiser``, or None."""
@@ -276,15 +345,18 @@ class DiffusersCache(Strategy):
     def apply(self, model: ReferenceModel) -> ReferenceModel:
         denoiser = unwrap(model.denoiser)
         # The pipelines of mixin-less transformers open no cache context and report no
-        # timestep: the call-context hook (and its state) stands in for them.
-        pipeline_does_it = has_cache_mixin(denoiser) and pipeline_timestep(model)
-        state = None if pipeline_does_it else CallState()
-        config = self.make_config(model, state)
+        # timestep, and some with the mixin open none either (FLUX.2 [dev]'s): the
+        # call-context hook (and its state) stands in for them wherever they do not.
+        mixin = has_cache_mixin(denoiser)
+        pipeline_clock = mixin and pipeline_timestep(model)
+        state = CallState()
+        config = self.make_config(model, None if pipeline_clock else state)
         enable(denoiser, config, state)
         model.notes[self.name] = {
             "diffusers_config": repr(config).replace("\n", ""),
-            "hooks": "enable_cache" if has_cache_mixin(denoiser) else "diffusers.hooks apply_*",
-            "context": "the pipeline's" if state is None else "call-context hook (cond_uncond)",
+            "hooks": "enable_cache" if mixin else "diffusers.hooks apply_*",
+            "context": ("the pipeline's, else the call-context hook's (cond_uncond)" if mixin
+                        else "call-context hook (cond_uncond)"),
         }
         denoiser._accelbench_cache_state = state  # for inspection (tests); not saved
         return model

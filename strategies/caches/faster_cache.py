@@ -67,7 +67,7 @@ class FasterCache(DiffusersCache):
     diffusers_config = "FasterCacheConfig"
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        reason = self._needs_timestep(model)
+        reason = self._needs_timestep(model) or self._one_state_per_call(model)
         if reason:
             return reason
         config = getattr(denoiser, "config", None)

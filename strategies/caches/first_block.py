@@ -16,6 +16,7 @@ import torch
 from strategies.caches.common import (
     DiffusersCache,
     block_layout_reason,
+    joined_streams_reason,
     register_hook,
     text_dropping_blocks,
     unwrap,
@@ -75,7 +76,8 @@ class FBCache(DiffusersCache):
     depends_on_activations = True
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        reason = block_layout_reason(denoiser, "FirstBlockCache")
+        reason = (block_layout_reason(denoiser, "FirstBlockCache")
+                  or joined_streams_reason(denoiser, "FirstBlockCache"))
         if reason:
             return reason
         return None

@@ -46,7 +46,8 @@ class PAB(DiffusersCache):
     diffusers_config = "PyramidAttentionBroadcastConfig"
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        return self._needs_timestep(model) or self._no_attention(denoiser)
+        return (self._needs_timestep(model) or self._one_state_per_call(model)
+                or self._no_attention(denoiser))
 
     def make_config(self, model: ReferenceModel, state: CallState | None) -> Any:
         from diffusers.hooks import PyramidAttentionBroadcastConfig

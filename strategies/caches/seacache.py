@@ -8,13 +8,14 @@ the model computes (``depends_on_activations``).
 
 diffusers ships SeaCache for video transformers (Wan, Cosmos 3): two things it needs are
 added here for image transformers. ``raw_vision_callback`` hands it the denoiser's spatial
-input ``hidden_states`` (B, C, H, W) as one (C, 1, H, W) latent per sample (a one-frame video);
+input ``hidden_states`` (B, C, H, W) as one (C, 1, H, W) latent per sample (a one-frame video),
+packed tokens laid back on their grid (FLUX, FLUX.2, Qwen-Image);
 and where the denoising loop's cache context lacks the scheduler coordinates SeaCache reads
 (``step_index``, ``sigma``, ``num_inference_steps``), a wrapper of its root hook's
 ``pre_forward`` fills them in: the step counted from the start of the generation, the step
 count from the call arguments and ``sigma = timestep / num_train_timesteps`` (exact for flow
-matching, the normalised timestep for DDPM-type schedules). Denoisers that take packed tokens
-(FLUX) have no spatial input to filter and are refused. See :mod:`strategies.caches`.
+matching, the normalised timestep for DDPM-type schedules). Denoisers whose input cannot be
+laid on an image are refused. See :mod:`strategies.caches`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from strategies.caches.common import (
     CallState,
     DiffusersCache,
     block_layout_reason,
+    joined_streams_reason,
     register_hook,
     text_dropping_blocks,
     unwrap,
@@ -64,12 +66,36 @@ class SeaCacheConfig(StrategyConfig):
 def image_latents(
     module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[torch.Tensor] | None:
-    """SeaCache's ``raw_vision_callback`` for image transformers: each sample of the (B, C, H, W)
-    input ``hidden_states`` as a one-frame (C, 1, H, W) latent; None for any other input."""
+    """SeaCache's ``raw_vision_callback`` for image transformers: each sample of the input
+    ``hidden_states`` as a one-frame (C, 1, H, W) latent; None for any other input.
+
+    A (B, C, H, W) input is taken as it is. Packed tokens (B, N, D) are laid back on their
+    grid, which FLUX's and FLUX.2's ``img_ids`` (rows and columns in their second and third
+    columns) and Qwen-Image's ``img_shapes`` give: (D, 1, h, w), a 2 x 2 patch's channels
+    at each token (the tokens are packed row by row in all three)."""
     hidden = kwargs.get("hidden_states", args[0] if args else None)
-    if not isinstance(hidden, torch.Tensor) or hidden.ndim != 4:
+    if not isinstance(hidden, torch.Tensor):
         return None
-    return [sample.unsqueeze(1) for sample in hidden.unbind(0)]
+    if hidden.ndim == 4:
+        return [sample.unsqueeze(1) for sample in hidden.unbind(0)]
+    grid = token_grid(kwargs) if hidden.ndim == 3 else None
+    if grid is None or grid[0] * grid[1] != hidden.shape[1]:
+        return None
+    rows, cols = grid
+    return [sample.transpose(0, 1).reshape(-1, 1, rows, cols) for sample in hidden.unbind(0)]
+
+
+def token_grid(kwargs: dict[str, Any]) -> tuple[int, int] | None:
+    """The (rows, columns) of packed image tokens, from ``img_shapes`` or ``img_ids``."""
+    shapes = kwargs.get("img_shapes")
+    if shapes:
+        first = shapes[0][0] if isinstance(shapes[0], list) else shapes[0]
+        return int(first[-2]), int(first[-1])
+    ids = kwargs.get("img_ids")
+    if isinstance(ids, torch.Tensor) and ids.shape[-1] >= 3:
+        ids = ids.reshape(-1, ids.shape[-1])
+        return int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1
+    return None
 
 
 class _Coordinates:
@@ -106,10 +132,17 @@ class _Coordinates:
 
 
 def _spatial_input(denoiser: torch.nn.Module) -> bool:
-    """True when ``denoiser`` patchifies a (B, C, H, W) input itself (a ``Conv2d`` patch
-    embedding, as SD3's, PixArt's and Sana's), rather than taking packed tokens (FLUX)."""
+    """True when :func:`image_latents` can lay ``denoiser``'s input on an image: it
+    patchifies a (B, C, H, W) input itself (a ``Conv2d`` patch embedding, as SD3's, PixArt's
+    and Sana's), or takes packed tokens with their grid (``img_ids``: FLUX, FLUX.2;
+    ``img_shapes``: Qwen-Image)."""
+    import inspect
+
     embed = getattr(denoiser, "pos_embed", None) or getattr(denoiser, "patch_embed", None)
-    return isinstance(getattr(embed, "proj", None), torch.nn.Conv2d)
+    if isinstance(getattr(embed, "proj", None), torch.nn.Conv2d):
+        return True
+    takes = inspect.signature(type(denoiser).forward).parameters
+    return "img_ids" in takes or "img_shapes" in takes
 
 
 class SeaCache(DiffusersCache):
@@ -123,13 +156,15 @@ class SeaCache(DiffusersCache):
     depends_on_activations = True
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        reason = block_layout_reason(denoiser, "SeaCache")
+        reason = (block_layout_reason(denoiser, "SeaCache")
+                  or joined_streams_reason(denoiser, "SeaCache"))
         if reason:
             return reason
         if not _spatial_input(denoiser):
             return (
-                f"{type(denoiser).__name__} takes packed tokens, not a spatial (B, C, H, W) latent, so "
-                "SeaCache has no image to filter for its indicator"
+                f"{type(denoiser).__name__} takes neither a spatial (B, C, H, W) latent nor "
+                "packed tokens with their grid (img_ids, img_shapes), so SeaCache has no image "
+                "to filter for its indicator"
             )
         if not model.steps:
             return f"SeaCache needs the number of denoising steps; {model.name} has none in its call arguments"

@@ -55,6 +55,17 @@ def test_flow_models_get_the_flow_form_of_the_solver(family):
     assert type(euler).__name__ == "FlowMatchEulerDiscreteScheduler" and euler.config.shift == 3.0
 
 
+@pytest.mark.parametrize("family", ["qwen-image", "z-image"])
+def test_solvers_that_take_no_sigmas_are_refused_where_the_pipeline_passes_its_own(family):
+    """Qwen-Image's and Z-Image's pipelines hand the scheduler their own sigmas on every
+    call (FLUX's drop them for a flow-sigma solver): DPM-Solver++ would fail mid-call."""
+    for name in ("dpm-solver", "unipc", "heun"):
+        reason = parse_stack(f"scheduler:name={name}").strategies[0].supports(tiny(family))
+        assert reason and "its own sigma schedule" in reason and "use euler" in reason
+    model = _apply("scheduler:name=euler", family)  # built for a pipeline's sigmas
+    assert torch.isfinite(generate(model, 3)).all()
+
+
 def test_flow_schedule_keeps_the_models_shift():
     original = tiny("sd3").pipe.scheduler
     reference = type(original).from_config(original.config)

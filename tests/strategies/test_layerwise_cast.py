@@ -45,6 +45,15 @@ def test_on_an_arch_model_after_bf16_it_computes_in_bf16():
     assert torch.isfinite(generate(cast, steps=2)).all()
 
 
+def test_the_layers_a_model_class_keeps_wide_stay_wide():
+    """Regression: Z-Image's timestep embedder casts its input to its weights' dtype, so in
+    fp8 storage it failed; diffusers names it precision-sensitive and it stays fp32."""
+    cast = _apply("layerwise-cast", tiny("z-image"))
+    assert {p.dtype for p in cast.denoiser.t_embedder.parameters()} == {torch.float32}
+    assert torch.float8_e4m3fn in {p.dtype for p in cast.denoiser.layers.parameters()}
+    assert torch.isfinite(generate(cast, steps=2)).all()
+
+
 def test_it_does_not_stack_with_quantization():
     with pytest.raises(StrategyError, match="stored"):
         parse_stack("quant+layerwise-cast").check(tiny_dit())

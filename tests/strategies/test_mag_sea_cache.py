@@ -74,8 +74,14 @@ def test_refuses_a_unet_with_a_reason(name):
         ("magcache", "sd3"),
         ("magcache", "flux"),
         ("magcache", "pixart-sigma"),
+        ("magcache", "qwen-image"),
+        # FLUX.2 [dev]'s pipeline opens no cache context: the call-context hook does.
+        ("magcache", "flux2"),
         ("seacache", "sd3"),
         ("seacache", "pixart-sigma"),
+        # packed tokens laid back on their grid: img_ids (FLUX, FLUX.2), img_shapes (Qwen-Image)
+        ("seacache", "flux"),
+        ("seacache", "qwen-image"),
     ],
 )
 def test_arch_tiny_models_skip_blocks(name, arch):
@@ -84,10 +90,10 @@ def test_arch_tiny_models_skip_blocks(name, arch):
     model = load_model(f"arch:{arch}@tiny")
     base = model.generate(["a cat"], [0])
     cached = _apply(f"{name}:threshold=5", model)
-    _, blocks = [
-        (n, b) for n, b in cached.denoiser.named_children() if isinstance(b, torch.nn.ModuleList)
-    ][0]
-    calls = count_calls(blocks[1].ff)  # inside the block: a skipped block still "runs" its hook
+    blocks = [b for _, b in cached.denoiser.named_children()
+              if isinstance(b, torch.nn.ModuleList) and len(b) >= 2][0]
+    # Inside the block: a skipped block still "runs" its hook.
+    calls = count_calls(getattr(blocks[1], "ff", None) or blocks[1].attn)
     images = cached.generate(["a cat"], [0])
     assert images.shape == base.shape and torch.isfinite(images).all()
     assert 0 < calls[0] < model.steps
@@ -98,10 +104,38 @@ def test_arch_tiny_models_skip_blocks(name, arch):
     [
         ("magcache", "sana", "TransformerBlockRegistry"),
         ("seacache", "sana", "TransformerBlockRegistry"),
-        ("seacache", "flux", "packed tokens"),
+        # diffusers registers Z-Image's block, whose forward calls its hidden states "x".
+        ("magcache", "z-image", "takes its hidden states as 'x'"),
+        ("fbcache", "z-image", "takes its hidden states as 'x'"),
+        ("seacache", "z-image", "takes its hidden states as 'x'"),
+        # FLUX.2's single-stream blocks join text and image: no residual of the whole stack.
+        ("seacache", "flux2", "joined into one sequence"),
+        ("fbcache", "flux2-klein", "joined into one sequence"),
+        # true CFG as two calls per step: hooks with one state would mix the two passes.
+        ("pab", "qwen-image", "two denoiser calls per step"),
+        ("fastercache", "qwen-image", "two denoiser calls per step"),
     ],
 )
 def test_refuses_unhookable_arch_models_with_a_reason(name, arch, words):
     from bench.models.registry import load_model
 
     assert words in get_strategy(name)().supports(load_model(f"arch:{arch}@tiny"))
+
+
+def test_packed_tokens_are_laid_back_on_their_grid():
+    """FLUX packs 2 x 2 latent patches row by row; SeaCache's callback puts each token back
+    at its (row, column), the patch's channels at one pixel of the token grid."""
+    from strategies.caches.seacache import image_latents
+
+    latents = torch.randn(2, 4, 6, 10)  # (B, C, H, W): a 3 x 5 grid of 2 x 2 patches
+    packed = latents.view(2, 4, 3, 2, 5, 2).permute(0, 2, 4, 1, 3, 5).reshape(2, 15, 16)
+    rows, cols = torch.meshgrid(torch.arange(3), torch.arange(5), indexing="ij")
+    img_ids = torch.stack([torch.zeros(15), rows.flatten(), cols.flatten()], dim=-1)
+    for kwargs in ({"img_ids": img_ids}, {"img_shapes": [[(1, 3, 5)]] * 2}):
+        out = image_latents(None, (), {"hidden_states": packed, **kwargs})
+        assert [o.shape for o in out] == [(16, 1, 3, 5)] * 2
+        # The token at row 1, column 3 of sample 1 holds the patch latents[1, :, 2:4, 6:8].
+        patch = latents[1, :, 2:4, 6:8].reshape(-1)
+        torch.testing.assert_close(out[1][:, 0, 1, 3], patch, rtol=0, atol=0)
+    # Tokens that do not fill the grid are not guessed at.
+    assert image_latents(None, (), {"hidden_states": packed, "img_shapes": [[(1, 4, 5)]]}) is None
