@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.core.compare import verdicts
 from bench.core.config import RunConfig, TimingConfig
 from bench.core.formats import number, sanitize, slug
@@ -33,10 +35,13 @@ from bench.models import arch
 from strategies import parse_stack
 from strategies.core.registry import names
 
-#: Stacks measured besides every strategy on its own. ``quant+compile`` (int8 weights pay
-#: on the CPU only compiled) is left to ``-s``: its compiles would add about 4 minutes on a
-#: 2-core CPU, where compiling is already three quarters of the matrix's time.
-EXTRA_STACKS = ("bf16+compile",)
+#: Stacks measured besides every strategy on its own: bf16 under regional compilation (each
+#: repeated block compiled once, the way full-size models are compiled to keep compiles
+#: short), next to ``compile``'s whole-denoiser program. A second whole-denoiser compile
+#: (``bf16+compile``) cost about 100 s per UNet on a 2-core CPU, where compiling was half of
+#: the matrix's time; it and ``quant+compile`` (int8 weights pay on the CPU only compiled)
+#: are left to ``-s``.
+EXTRA_STACKS = ("bf16+compile:scope=blocks",)
 SCHEMA = "accelbench.matrix/1"
 README_START = "<!-- matrix:start -->"
 README_END = "<!-- matrix:end -->"
@@ -159,6 +164,10 @@ def run_matrix(models: Sequence[str], stacks: Sequence[str], out_dir: Path, *, d
     started = time.perf_counter()
     for model in models:
         log(f"== {model}: {len(stacks)} stacks")
+        # Each model compiles from scratch: torch.compile would otherwise reuse the code it
+        # compiled for a model before whose blocks are the same (FLUX.2 [dev] and [klein]
+        # tiny), and the cell would show no compile and no compile cost.
+        torch._dynamo.reset()
         config = RunConfig(
             model=model, strategies=(REFERENCE, *stacks), device=device, batch_size=1,
             timing=TimingConfig(warmup=warmup, min_iterations=iterations, min_seconds=0,

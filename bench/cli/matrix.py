@@ -25,7 +25,7 @@ Exit status: 0 no cell failed, 1 some cell failed, 2 bad input.
 
 @main.command("matrix", epilog=EPILOG_MATRIX)
 @options.model("Model (repeatable; default: every arch:<family>@tiny).", multiple=True)
-@options.strategy("Stack (repeatable; default: every strategy with its defaults, plus bf16+compile).")
+@options.strategy("Stack (repeatable; default: every strategy with its defaults, plus bf16+compile:scope=blocks).")
 @options.out("Folder for matrix.json, matrix.md and one run directory per model.", required=True)
 @options.device()
 @options.iterations(8, minimum=6, help="Timed calls per stack (paired interleaved rounds; 6 at "

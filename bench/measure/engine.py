@@ -146,7 +146,8 @@ class Engine(RecordAssembly, CodeAgainstCode):
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.baseline_src is not None:
             return self._run_code_against_code(stacks, refused)
-        return self._run_local(stacks, refused)
+        with footprint.frozen_heap():  # the libraries' objects: not re-scanned by each gc
+            return self._run_local(stacks, refused)
 
     def _check_requested(self, stacks, refused: dict[str, str], unsupported: dict[str, str] | None = None) -> None:
         requested = [s.spec for s in stacks if not s.is_baseline] or [s.spec for s in stacks]

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,23 @@ def release_memory(device: str) -> None:
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     _malloc_trim()
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Run the block with the objects alive now set aside from garbage collection
+    (``gc.freeze``), and hand them back after it (``gc.unfreeze``).
+
+    What the block allocates is still collected, and every :func:`release_memory` inside it
+    stays a full collection of it; it only stops re-scanning the millions of objects the
+    imported libraries hold, which cost 0.25 s per collection on a 2-core CPU with torch,
+    transformers and diffusers loaded (two collections per measured stack)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _malloc_trim() -> None:
@@ -135,4 +153,4 @@ def peak_rss_mb() -> float | None:
     return kb / 1024 if kb is not None else None
 
 
-__all__ = ["call_peak", "peak_rss_mb", "process_rss_mb", "release_memory", "stack_memory"]
+__all__ = ["call_peak", "frozen_heap", "peak_rss_mb", "process_rss_mb", "release_memory", "stack_memory"]

@@ -87,11 +87,18 @@ def test_the_committed_matrix_has_no_failed_cell_and_is_the_readmes_table():
               for c in cells if "+" not in c.strategy}
     promised = [(m, s) for m in ("sd15", "sdxl") for s in ("deepcache", "tome")]
     promised += [(m, "fbcache") for m in ("flux", "pixart-sigma", "sd3")]
-    diffusion = ("sd15", "sdxl", "sd3", "flux", "pixart-sigma", "sana")
-    promised += [(m, s) for m in diffusion for s in ("quant", "compile")]
+    diffusion = ("sd15", "sdxl", "sd3", "flux", "pixart-sigma", "sana", "flux2", "qwen-image")
+    distilled = ("flux2-klein", "z-image")  # 4 and 9 steps: steps:n=10 adds steps
+    promised += [(m, s) for m in diffusion + distilled for s in ("quant", "compile")]
+    # The 2025 caches and memory strategies, each on three families at least.
+    promised += [(m, "magcache") for m in ("sd3", "flux", "flux2", "qwen-image")]
+    promised += [(m, "seacache") for m in ("sd3", "pixart-sigma", "flux", "qwen-image")]
+    promised += [(m, s) for m in ("sd15", "sdxl", "flux2", "z-image")
+                 for s in ("offload", "layerwise-cast")]
     assert [p for p in promised if status.get(p) != "ok"] == []
     # steps:n=10 on tiny models that already run 10 steps: an A/A cell, recorded as such.
     assert {status.get((m, "steps")) for m in diffusion} == {"same"}
+    assert {status.get((m, "steps")) for m in distilled} == {"ok"}
     assert not [c for c in cells if c.status == "ok" and c.verdict is None]
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert matrix.markdown(cells) in readme
