@@ -122,6 +122,13 @@ def joined_streams_reason(denoiser: torch.nn.Module, technique: str) -> str | No
     return None
 
 
+def stack_residual_reason(denoiser: torch.nn.Module, technique: str) -> str | None:
+    """Why ``technique``, which hooks the block stack to reuse its residual (FirstBlockCache,
+    SeaCache), cannot on ``denoiser``: :func:`block_layout_reason`, then
+    :func:`joined_streams_reason`; or None."""
+    return block_layout_reason(denoiser, technique) or joined_streams_reason(denoiser, technique)
+
+
 def text_dropping_blocks(denoiser: torch.nn.Module) -> list[str]:
     """Blocks whose output has no text stream (SD3's last joint block, ``context_pre_only``):
     they return None where the other blocks return the encoder hidden states."""

@@ -15,9 +15,8 @@ import torch
 
 from strategies.caches.common import (
     DiffusersCache,
-    block_layout_reason,
-    joined_streams_reason,
     register_hook,
+    stack_residual_reason,
     text_dropping_blocks,
     unwrap,
 )
@@ -76,11 +75,7 @@ class FBCache(DiffusersCache):
     depends_on_activations = True
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        reason = (block_layout_reason(denoiser, "FirstBlockCache")
-                  or joined_streams_reason(denoiser, "FirstBlockCache"))
-        if reason:
-            return reason
-        return None
+        return stack_residual_reason(denoiser, "FirstBlockCache")
 
     def apply(self, model: ReferenceModel) -> ReferenceModel:
         """Put FirstBlockCache on the denoiser; a block that drops the text stream (SD3's last

@@ -29,9 +29,8 @@ import torch
 from strategies.caches.common import (
     CallState,
     DiffusersCache,
-    block_layout_reason,
-    joined_streams_reason,
     register_hook,
+    stack_residual_reason,
     text_dropping_blocks,
     unwrap,
 )
@@ -156,8 +155,7 @@ class SeaCache(DiffusersCache):
     depends_on_activations = True
 
     def _supports_layout(self, model: ReferenceModel, denoiser: torch.nn.Module) -> str | None:
-        reason = (block_layout_reason(denoiser, "SeaCache")
-                  or joined_streams_reason(denoiser, "SeaCache"))
+        reason = stack_residual_reason(denoiser, "SeaCache")
         if reason:
             return reason
         if not _spatial_input(denoiser):

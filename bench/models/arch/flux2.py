@@ -35,6 +35,7 @@ import torch
 
 from bench.core.kinds import ModelKind
 from bench.models.arch import diffusion as D
+from bench.models.arch.flux import SCHEDULER as FLUX_SCHEDULER
 
 REPO = "black-forest-labs/FLUX.2-dev"
 KLEIN_REPO = "black-forest-labs/FLUX.2-klein-4B"
@@ -123,19 +124,10 @@ VAE = {
     "patch_size": (2, 2),
 }
 
-#: FLUX.2-dev scheduler/scheduler_config.json (also [klein]'s). The pipelines pass their own
-#: ``mu`` (``compute_empirical_mu`` of the image tokens and the steps), so the base/max shift
-#: are unused but kept.
-SCHEDULER = {
-    "num_train_timesteps": 1000,
-    "shift": 3.0,
-    "use_dynamic_shifting": True,
-    "base_shift": 0.5,
-    "max_shift": 1.15,
-    "base_image_seq_len": 256,
-    "max_image_seq_len": 4096,
-    "time_shift_type": "exponential",
-}
+#: FLUX.2-dev scheduler/scheduler_config.json (also [klein]'s): FLUX.1's, its exponential
+#: time shift written out. The pipelines pass their own ``mu`` (``compute_empirical_mu`` of
+#: the image tokens and the steps), so the base/max shift are unused but kept.
+SCHEDULER = {**FLUX_SCHEDULER, "time_shift_type": "exponential"}
 
 #: Text tokens both pipelines pad to (``max_sequence_length``).
 MAX_SEQUENCE_LENGTH = 512
