@@ -36,11 +36,19 @@ class ScreeningCut(Exception):
     """The screening ran past its share of the budget (raised by :func:`deadline`)."""
 
 
+#: Seconds between repeats of the screening's alarm once its deadline has passed.
+RECUT_S = 0.05
+
+
 @contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Raise :class:`ScreeningCut` in this (main) thread once ``seconds`` have passed: the
     screening runs in the tuner's process, where no job timeout can stop a compilation that
-    takes minutes. A no-op off the main thread (signals are delivered only there)."""
+    takes minutes. A no-op off the main thread (signals are delivered only there).
+
+    The alarm repeats every :data:`RECUT_S` until the block is left: Python drops an
+    exception raised while a finalizer runs (a garbage collection in the engine's memory
+    pass calls many), so one alarm could be lost and the screening overrun its share."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -49,7 +57,7 @@ def deadline(seconds: float) -> Iterator[None]:
         raise ScreeningCut(f"past {seconds:.0f} s")
 
     previous = signal.signal(signal.SIGALRM, cut)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01), RECUT_S)
     try:
         yield
     finally:

@@ -355,6 +355,23 @@ def test_the_screening_is_cut_at_its_share_of_the_budget():
     time.sleep(0.01)
 
 
+def test_a_cut_lost_in_a_finalizer_comes_again():
+    """Regression: Python drops an exception raised while a finalizer runs; the alarm that
+    fired there was lost and the screening ran on past its share."""
+    from bench.tune.screening import ScreeningCut, deadline
+
+    class SlowToFree:
+        def __del__(self) -> None:
+            time.sleep(0.3)  # the alarm goes off in here, and its exception is dropped
+
+    started = time.perf_counter()
+    with pytest.raises(ScreeningCut), deadline(0.1):
+        held = SlowToFree()
+        del held
+        time.sleep(3)  # the repeated alarm ends this
+    assert time.perf_counter() - started < 2
+
+
 def test_a_screening_past_its_share_fails_its_trials_and_the_search_goes_on(tmp_path, digits_unet):
     from bench.tune import Tuner, search_space
 
