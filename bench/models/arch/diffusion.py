@@ -283,6 +283,12 @@ TINY_VAE = {
 }
 
 
+def tiny_vocab(size: int) -> int:
+    """Embedding rows of a tiny text encoder over an offline tokenizer of ``size`` ids:
+    ``size`` rounded up to a multiple of 64."""
+    return -(-size // 64) * 64
+
+
 def tiny_vae(vae: dict[str, Any]) -> dict[str, Any]:
     """``vae`` (a family's own KL autoencoder) at the tiny sizes of :data:`TINY_VAE`."""
     return {**vae, **{k: TINY_VAE[k] for k in TINY_VAE_SIZES}}
@@ -317,4 +323,5 @@ __all__ = [
     "t5_encoder",
     "t5_xxl",
     "tiny_vae",
+    "tiny_vocab",
 ]

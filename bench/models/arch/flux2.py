@@ -157,11 +157,6 @@ TINY_KLEIN_CALL_ARGS = {**KLEIN_CALL_ARGS, "height": 64, "width": 64,
                         "text_encoder_out_layers": TINY_OUT_LAYERS}
 
 
-def _vocab(size: int) -> int:
-    """``size`` rounded up to a multiple of 64 (the tiny embedding rows)."""
-    return -(-size // 64) * 64
-
-
 def mistral3(tiny: bool) -> torch.nn.Module:
     """Mistral Small 3.1 (:data:`MISTRAL_TEXT`, :data:`PIXTRAL`, :data:`MISTRAL3`), or the
     tiny one on the offline Tekken vocabulary."""
@@ -171,7 +166,7 @@ def mistral3(tiny: bool) -> torch.nn.Module:
 
     text: dict[str, Any] = MISTRAL_TEXT
     if tiny:
-        text = {**MISTRAL_TEXT, **TINY_TEXT, "vocab_size": _vocab(mistral_vocab_size())}
+        text = {**MISTRAL_TEXT, **TINY_TEXT, "vocab_size": D.tiny_vocab(mistral_vocab_size())}
     config = Mistral3Config(text_config=text, vision_config=TINY_PIXTRAL if tiny else PIXTRAL,
                             **MISTRAL3)
     return Mistral3ForConditionalGeneration(config)
@@ -185,7 +180,7 @@ def qwen3(tiny: bool) -> torch.nn.Module:
 
     config = QWEN3
     if tiny:
-        config = {**QWEN3, **TINY_TEXT, "vocab_size": _vocab(qwen_vocab_size())}
+        config = {**QWEN3, **TINY_TEXT, "vocab_size": D.tiny_vocab(qwen_vocab_size())}
     return Qwen3ForCausalLM(Qwen3Config(**config))
 
 

@@ -122,7 +122,7 @@ def qwen25_vl(tiny: bool) -> torch.nn.Module:
     text: dict[str, Any] = QWEN25_TEXT
     if tiny:
         tokenizer = qwen_tokenizer()
-        text = {**QWEN25_TEXT, **TINY_TEXT, "vocab_size": -(-qwen_vocab_size() // 64) * 64,
+        text = {**QWEN25_TEXT, **TINY_TEXT, "vocab_size": D.tiny_vocab(qwen_vocab_size()),
                 "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
                 "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>")}
     config = Qwen2_5_VLConfig(text_config=text,

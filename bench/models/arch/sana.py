@@ -125,7 +125,7 @@ TINY_CALL_ARGS = {
 def tiny_gemma() -> dict:
     """The tiny Gemma 2: two layers, grouped-query attention (2 heads sharing 1 key/value
     head), its vocabulary cut to the offline tokenizer's ids."""
-    vocab = -(-gemma_vocab_size() // 64) * 64
+    vocab = D.tiny_vocab(gemma_vocab_size())
     return {
         **GEMMA,
         "vocab_size": vocab,
