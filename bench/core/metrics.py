@@ -48,6 +48,14 @@ METRICS: dict[str, MetricInfo] = {
         ),
         MetricInfo("kid_std", False, "", "KID's standard error (jackknife) where both samples are "
                    "class-labelled, else its standard deviation over random subsets"),
+        MetricInfo("temporal_psnr", True, "dB",
+                   "PSNR of each video's frame-to-frame changes against the baseline's "
+                   "(range [-1, 1]): low where a strategy adds flicker or freezes motion"),
+        MetricInfo("frame_adherence", True, "",
+                   "fraction of video frames the domain classifier reads as the class the "
+                   "prompt asked for"),
+        MetricInfo("motion_correct", True, "",
+                   "fraction of videos whose content moves the way the prompt asked"),
         MetricInfo("lpips", False, "", "learned perceptual distance to the baseline's images"),
         MetricInfo(
             "clip_score",

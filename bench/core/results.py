@@ -118,9 +118,13 @@ def read_records(path: str | os.PathLike) -> Iterator[Record]:
 
 #: Quality columns, in this order.
 QUALITY_COLUMNS = ("psnr", "ssim", "adherence", "fid", "kid", "kid_std", "lpips", "clip_score")
+#: Video models' quality (extra columns, absent elsewhere).
+VIDEO_QUALITY_COLUMNS = ("temporal_psnr", "frame_adherence", "motion_correct")
 #: Token models' figures (extra columns, absent elsewhere).
 TOKEN_COLUMNS = ("tokens_per_s", "tokens_per_forward", "forward_passes_per_image",
                  "acceptance_rate", "token_acceptance")
+#: Video models' figures (extra columns, absent elsewhere).
+VIDEO_COLUMNS = ("frames_per_video", "frame_rate", "frames_per_s", "s_per_video")
 
 
 def flatten(record: dict[str, Any] | Record) -> dict[str, Any]:
@@ -165,9 +169,12 @@ def flatten(record: dict[str, Any] | Record) -> dict[str, Any]:
     quality = rec.quality or {}
     for name in QUALITY_COLUMNS:
         row[name] = number(quality.get(name))
-    for name in TOKEN_COLUMNS:
+    for name in (*TOKEN_COLUMNS, *VIDEO_COLUMNS):
         if name in (rec.stats or {}):
             row[name] = rec.stat(name)
+    for name in VIDEO_QUALITY_COLUMNS:
+        if name in quality:
+            row[name] = number(quality.get(name))
     return row
 
 

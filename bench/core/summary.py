@@ -69,7 +69,7 @@ def summary_table(records: list[dict[str, Any]], margin: float | None = None) ->
             fmt(q.get("adherence"), ".2f"),
             fmt(q.get("fid"), ".2f"),
         ))
-    rows = _drop_empty(_with_token_columns(rows, records))
+    rows = _drop_empty(_with_model_columns(rows, records))
     measured = [row for row in rows if not _refused(row)]
     widths = [max(len(str(row[i])) for row in measured) for i in range(len(rows[0]))]
     lines = []
@@ -95,21 +95,38 @@ def _drop_empty(rows: list[tuple]) -> list[tuple]:
     return [tuple(row[i] for i in keep) for row in rows]
 
 
-def _with_token_columns(rows: list[tuple], records: list[dict[str, Any]]) -> list[tuple]:
-    """Add tokens/s, forward passes per image and the draft acceptance after img/s when any
-    record has them (token models); tables of other models are unchanged."""
+#: Rate columns some models add after img/s: (stat, title, format).
+RATE_COLUMNS = (
+    ("tokens_per_s", "tok/s", ".0f"),  # token models
+    ("forward_passes_per_image", "fwd/img", ".1f"),
+    ("acceptance_rate", "accept", ".2f"),
+    ("frames_per_s", "frames/s", ".1f"),  # video models
+    ("s_per_video", "s/video", ".2f"),
+)
+#: Quality columns only video models have, added at the end: (metric, title, format).
+VIDEO_QUALITY_COLUMNS = (
+    ("temporal_psnr", "tPSNR", ".1f"),
+    ("frame_adherence", "frame adh", ".2f"),
+    ("motion_correct", "motion", ".2f"),
+)
+
+
+def _with_model_columns(rows: list[tuple], records: list[dict[str, Any]]) -> list[tuple]:
+    """Add the rate columns (tokens/s, forward passes per image and the draft acceptance of
+    token models; generated frames per second and seconds per video of video models) after
+    img/s, and the video quality columns at the end, where any record has them; tables of
+    other models are unchanged."""
     typed = [Record.from_dict(r) for r in records]
-    keys = [k for k in ("tokens_per_s", "forward_passes_per_image", "acceptance_rate")
-            if any(r.ok and r.stat(k) is not None for r in typed)]
-    if not keys:
+    rates = [c for c in RATE_COLUMNS if any(r.ok and r.stat(c[0]) is not None for r in typed)]
+    extra = [c for c in VIDEO_QUALITY_COLUMNS
+             if any(r.ok and (r.quality or {}).get(c[0]) is not None for r in typed)]
+    if not rates and not extra:
         return rows
-    titles = {"tokens_per_s": "tok/s", "forward_passes_per_image": "fwd/img",
-              "acceptance_rate": "accept"}
-    specs = {"tokens_per_s": ".0f", "forward_passes_per_image": ".1f", "acceptance_rate": ".2f"}
-    out = [rows[0][:4] + tuple(titles[k] for k in keys) + rows[0][4:]]
+    out = [rows[0][:4] + tuple(c[1] for c in rates) + rows[0][4:] + tuple(c[1] for c in extra)]
     for row, r in zip(rows[1:], typed, strict=True):
-        cells = tuple(fmt(r.stat(k), specs[k]) if r.ok else "" for k in keys)
-        out.append(row[:4] + cells + row[4:])
+        cells = tuple(fmt(r.stat(k), spec) if r.ok else "" for k, _, spec in rates)
+        tail = tuple(fmt((r.quality or {}).get(k), spec) if r.ok else "" for k, _, spec in extra)
+        out.append(row[:4] + cells + row[4:] + tail)
     return out
 
 

@@ -124,7 +124,7 @@ class RecordAssembly:
                 if self.keep_images:
                     self.images[arm.label] = images
                 self._fill_quality(rec, ctx.base, images, ctx.reference_images, q_prompts, q_labels)
-                rec.images = self._save_images(arm.label, images)
+                rec.images = self._save_images(arm.label, images, ctx.base.frame_rate)
                 rec.image_prompts = list(q_prompts[:GRID_IMAGES])
                 rec.image_seeds = list(q_seeds[:GRID_IMAGES])
         except Exception as exc:  # the measurement is kept; the record says what failed
@@ -190,10 +190,18 @@ class RecordAssembly:
 
     @staticmethod
     def _fill_decoding(rec: Record, notes: dict[str, Any]) -> None:
-        """Token rates of models that generate tokens, and their decoding counts."""
+        """Token rates of models that generate tokens, and their decoding counts; frame rates
+        of models that generate videos."""
         per_image = rec.model.get("tokens_per_image")
         if per_image and rec.stats:
             rec.stats["tokens_per_s"] = per_image * rec.stats["images_per_s"]
+        video = rec.model.get("video") or {}
+        if video and rec.stats:
+            frames = video.get("frames_per_video")
+            rec.stats["frames_per_video"] = frames
+            rec.stats["frame_rate"] = video.get("frame_rate")
+            rec.stats["s_per_video"] = rec.stats["ms_per_image"] / 1000
+            rec.stats["frames_per_s"] = frames * rec.stats["images_per_s"] if frames else None
         decoding = dict(notes.get("decoding") or {})
         if decoding:
             rec.decoding = decoding
@@ -285,9 +293,11 @@ class RecordAssembly:
         results.append(folder, data)
         return data
 
-    def _save_images(self, label: str, images) -> str:
+    def _save_images(self, label: str, images, frame_rate: float | None = None) -> str:
+        """Save the grid of a stack's first quality images (an animated one for videos, at
+        ``frame_rate``); the path relative to the run directory."""
         path = self.out / "images" / f"{slug(label)}.png"
-        save_grid(images[:GRID_IMAGES], path, ncol=10)
+        save_grid(images[:GRID_IMAGES], path, ncol=10, frame_rate=frame_rate)
         return str(path.relative_to(self.out))
 
     def _save_series(self, label: str, result, timing: Timing) -> str | None:

@@ -127,7 +127,8 @@ class CodeAgainstCode:
         if m.arm.label in images and ref_images is not None:
             q_prompts, q_labels, q_seeds = ctx.quality
             self._fill_quality(rec, ctx.base, images[m.arm.label], ref_images, q_prompts, q_labels)
-            rec.images = self._save_images(m.arm.label, images[m.arm.label])
+            rec.images = self._save_images(m.arm.label, images[m.arm.label],
+                                           ctx.base.frame_rate)
             rec.image_prompts = list(q_prompts[:GRID_IMAGES])
             rec.image_seeds = list(q_seeds[:GRID_IMAGES])
         return rec

@@ -8,20 +8,41 @@ import torch
 
 #: Small images are upscaled in grids until a cell is about this many pixels on its long side.
 GRID_CELL_PX = 64
+#: Frames per second of an animated grid whose model declares no frame rate.
+DEFAULT_FRAME_RATE = 8.0
 
 
-def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 10, scale: int | None = None) -> Path:
+def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 10, scale: int | None = None,
+              frame_rate: float | None = None) -> Path:
     """Save NCHW images in [0, 1] as one PNG grid, nearest-neighbour upscaled by ``scale``
-    (None: small images up to about :data:`GRID_CELL_PX` pixels, large ones as they are)."""
+    (None: small images up to about :data:`GRID_CELL_PX` pixels, large ones as they are).
+
+    Videos (N, T, C, H, W) become an animated PNG (APNG: every browser plays it, and a viewer
+    without animation shows the first frame): frame t is the grid of every video's frame t,
+    shown for ``1 / frame_rate`` seconds (default 8 frames per second), looping."""
     from PIL import Image
 
     if scale is None:
         scale = max(1, GRID_CELL_PX // max(images.shape[-2:]))
-    grid = _grid(images, ncol=ncol, scale=scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.numpy()).save(path)
+    if images.ndim == 5:
+        frames = [Image.fromarray(_grid(images[:, t], ncol=ncol, scale=scale).numpy())
+                  for t in range(images.shape[1])]
+        duration = round(1000 / (frame_rate or DEFAULT_FRAME_RATE))
+        frames[0].save(path, format="PNG", save_all=True, append_images=frames[1:],
+                       duration=duration, loop=0)
+        return path
+    Image.fromarray(_grid(images, ncol=ncol, scale=scale).numpy()).save(path)
     return path
+
+
+def frame_count(path: str | Path) -> int:
+    """Frames of a saved grid (1 for a still image)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return int(getattr(im, "n_frames", 1))
 
 
 def _grid(images: torch.Tensor, ncol: int, scale: int, pad: int = 1) -> torch.Tensor:

@@ -8,24 +8,34 @@ from typing import Any
 
 from bench.core.metrics import METRICS
 from bench.measure.harness import Timing
-from bench.quality import adherence, fidelity
+from bench.quality import adherence, fidelity, video
 
 
 def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] | None,
                   suite: Any = None, prompts: Sequence[str] = ()) -> dict[str, Any]:
     """Quality of ``images`` against ``reference`` (the unchanged model's images of the same
     prompts and seeds): PSNR and SSIM, adherence where the domain has a classifier, and the
-    distribution metrics of ``suite``. Random-weight models keep only the fidelity pair,
+    distribution metrics of ``suite``. Videos (N, T, C, H, W) are scored per frame (PSNR,
+    SSIM), by their frame-to-frame change (temporal PSNR), by their domain's video scores
+    and as whole clips (adherence, FID/KID: frames as channels). Random-weight models keep only the fidelity pair,
     labelled as numerical deviation. Returns ``quality``, ``quality_meta`` and
     ``quality_details``."""
 
     quality: dict[str, float] = {}
     details: dict[str, Any] = {}
+    videos = video.is_video_batch(images)
     if reference is not None:
-        quality["psnr"], identical, n = fidelity.psnr_detail(images, reference)
-        details["psnr"] = {"identical_images": identical, "images": n,
-                           "mean_over": "images that differ from the baseline's"}
-        quality["ssim"] = fidelity.ssim(images, reference)
+        frames, ref_frames = video.per_frame(images), video.per_frame(reference)
+        quality["psnr"], identical, n = fidelity.psnr_detail(frames, ref_frames)
+        unit = "frames" if videos else "images"
+        details["psnr"] = {f"identical_{unit}": identical, unit: n,
+                           "mean_over": f"{unit} that differ from the baseline's"}
+        quality["ssim"] = fidelity.ssim(frames, ref_frames)
+        if videos:
+            details["fidelity_per"] = "frame"
+            if images.shape[1] > 1:
+                quality["temporal_psnr"], details["temporal_psnr"] = video.temporal_psnr(
+                    images, reference)
     if getattr(base, "random_weights", False):
         reason = ("unavailable: random weights (an architecture model's images mean nothing; "
                   "PSNR/SSIM here measure numerical deviation from the same model's baseline)")
@@ -34,9 +44,13 @@ def score_quality(base: Any, images: Any, reference: Any, labels: Sequence[int] 
     else:
         classifier = base.classifier()
         if classifier is not None and labels is not None:
-            quality["adherence"] = adherence.adherence(classifier, images, labels)
+            quality["adherence"] = adherence.adherence(
+                classifier, video.frames_as_channels(images), labels)
+            if videos and callable(getattr(base, "video_scores", None)):
+                quality.update(base.video_scores(images, labels))
         if suite is not None:
-            extra, more = suite.score(images, reference, list(prompts),
+            clips = None if reference is None else video.frames_as_channels(reference)
+            extra, more = suite.score(video.frames_as_channels(images), clips, list(prompts),
                                       None if labels is None else list(labels))
             quality.update(extra)
             details.update(more)

@@ -100,6 +100,9 @@ class ReferenceModel(ABC):
     #: The weights' version counters (summed) when the source was set: a weight written in
     #: place since then (by hand, not by a strategy) makes the source stale.
     source_versions: int | None = None
+    #: Frames per second of the videos a video model writes (its published output rate);
+    #: None for image models. A video model's :meth:`generate` returns ``(N, T, C, H, W)``.
+    frame_rate: float | None = None
 
     #: Attributes holding networks that score the model's images rather than generate them
     #: (not counted as the model's weights).
@@ -120,11 +123,20 @@ class ReferenceModel(ABC):
         step_callback: StepCallback | None = None,
         **call_args: Any,
     ) -> torch.Tensor:
-        """Generate one image per (prompt, seed): float NCHW in [0, 1], on the CPU.
+        """Generate one image per (prompt, seed): float NCHW in [0, 1], on the CPU; a video
+        model (:func:`is_video`) one video each, ``(N, T, C, H, W)`` (T frames).
 
         The same prompt and seed must give the same image on every call (up to the
         numerics of whatever strategies changed).
         """
+
+    @property
+    def frames_per_video(self) -> int | None:
+        """Frames of one video a default call writes (``num_frames``); None for images."""
+        if self.frame_rate is None:
+            return None
+        value = self.call_args.get("num_frames")
+        return int(value) if value is not None else None
 
     @property
     def steps(self) -> int | None:
@@ -240,6 +252,8 @@ class ReferenceModel(ABC):
             "params": self.parameter_count(),
             "applied": list(self.applied),
             "random_weights": self.random_weights,
+            **({"video": {"frames_per_video": self.frames_per_video,
+                          "frame_rate": self.frame_rate}} if is_video(self) else {}),
         }
 
 
@@ -308,6 +322,12 @@ class TokenData(ABC):
         ``prompts``."""
 
 
+def is_video(model: Any) -> bool:
+    """True for a model whose outputs are videos, ``(N, T, C, H, W)`` (it declares its
+    :attr:`~ReferenceModel.frame_rate`)."""
+    return getattr(model, "frame_rate", None) is not None
+
+
 def has_data(model: Any) -> bool:
     """True for a model with real images and training data (a :class:`DataDomain`)."""
     return isinstance(model, DataDomain)
@@ -360,5 +380,6 @@ __all__ = [
     "has_data",
     "has_token_data",
     "has_tokens",
+    "is_video",
     "no_data_reason",
 ]

@@ -83,6 +83,19 @@ def step_callback_args(pipe: Any, step_callback: StepCallback | None) -> dict[st
     return {"callback": on_step, "callback_steps": 1}
 
 
+def as_videos(frames: Any) -> torch.Tensor:
+    """A video pipeline's ``frames`` output at ``output_type="pt"`` (one ``(T, C, H, W)``
+    tensor per video, or them stacked) as one float ``(N, T, C, H, W)`` tensor in [0, 1] on
+    the CPU."""
+    if isinstance(frames, (list, tuple)):
+        frames = torch.stack([torch.as_tensor(f) for f in frames])
+    frames = torch.as_tensor(frames)
+    if frames.ndim != 5:
+        raise ModelError(f"a video pipeline gave frames of shape {tuple(frames.shape)}; "
+                         "expected (videos, frames, channels, height, width)")
+    return frames.float().clamp(0, 1).cpu()
+
+
 @dataclass
 class HubModel(ReferenceModel):
     """A diffusers pipeline with a UNet or a transformer denoiser (no data domain: its real
@@ -99,6 +112,8 @@ class HubModel(ReferenceModel):
             out = self.pipe(
                 prompt=list(prompts), generator=generators, output_type="pt", **args, **extra
             )
+        if hasattr(out, "frames"):  # a video pipeline: (N, T, C, H, W)
+            return as_videos(out.frames)
         images = out.images if hasattr(out, "images") else out[0]
         if not isinstance(images, torch.Tensor):
             images = torch.as_tensor(images)

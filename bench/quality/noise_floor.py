@@ -37,6 +37,7 @@ from bench.core.cache import cache_dir
 from bench.models.digits.data import load_split
 from bench.quality.adherence import classify
 from bench.quality.distribution import DistributionConfig, DistributionScorer
+from bench.quality.video import frames_as_channels
 
 #: Draws per noise floor: enough for a usable standard deviation, cheap on the embedded models.
 DEFAULT_SEEDS = 10
@@ -213,8 +214,8 @@ def for_model(
     classifier = model.classifier()
     if classifier is None:
         raise ValueError(f"{model.name} has no domain classifier to take features from")
-    pool = model.real_images("generator")
-    reference = model.real_images("heldout")
+    pool = frames_as_channels(model.real_images("generator"))
+    reference = frames_as_channels(model.real_images("heldout"))
     pool_labels = _split_labels(model, "generator")
     n = min(n, len(pool))
     _, prompt_labels = model.prompts(n)

@@ -24,6 +24,7 @@ from bench.quality.hub import (
     load_image_folder,
 )
 from bench.quality.noise_floor import real_labels
+from bench.quality.video import frames_as_channels
 
 
 class QualitySuite:
@@ -68,7 +69,7 @@ class QualitySuite:
             self._mark_distribution_unavailable(
                 no_data_reason(self.model, "real images for distribution metrics"))
             return None
-        return self.model.real_images("heldout")
+        return frames_as_channels(self.model.real_images("heldout"))
 
     def scorer(self) -> Any:
         """The run's :class:`~bench.quality.distribution.DistributionScorer`, or None (the

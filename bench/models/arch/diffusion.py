@@ -63,16 +63,18 @@ def finish(
     call_args: dict[str, Any],
     reproduces: str,
     note: str = "",
+    frame_rate: float | None = None,
 ) -> ArchModel:
     """Wrap ``pipe`` as an :class:`ArchModel`: progress bars off, every module in eval mode
     (parameters keep ``requires_grad``, as a loaded pipeline's do: strategies that trace the
-    autograd graph, such as structural pruning, need it)."""
+    autograd graph, such as structural pruning, need it). A video model gives its output
+    ``frame_rate`` (frames per second)."""
     pipe.set_progress_bar_config(disable=True)
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.eval()
     return ArchModel(**arch_fields(family, size, device, kind, call_args, reproduces, note),
-                     pipe=pipe)
+                     pipe=pipe, frame_rate=frame_rate)
 
 
 #: Builds one component at the full (False) or the tiny (True) size.
@@ -99,11 +101,13 @@ def build_pipeline(
     reproduces: str,
     sequence_length: int | None = None,
     note: str = "",
+    frame_rate: float | None = None,
 ) -> ArchModel:
     """The ``arch:<family>`` model at ``size``: every entry of ``components`` built inside
     :func:`building` (seeded by its name, on ``device``), then ``pipeline_class(**components,
     **others)`` wrapped by :func:`finish`. ``call_args`` is (full, tiny); a
-    ``sequence_length`` becomes the call's ``max_sequence_length`` (the text encoder's)."""
+    ``sequence_length`` becomes the call's ``max_sequence_length`` (the text encoder's); a
+    video model gives its output ``frame_rate``."""
     check_size(size)
     tiny = size == "tiny"
     modules = {}
@@ -115,7 +119,7 @@ def build_pipeline(
     if sequence_length is not None:
         args["max_sequence_length"] = sequence_length
     return finish(pipe, family=family, size=size, device=device, kind=kind, call_args=args,
-                  reproduces=reproduces, note=note)
+                  reproduces=reproduces, note=note, frame_rate=frame_rate)
 
 
 # -- shared components ---------------------------------------------------------------------
