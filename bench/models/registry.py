@@ -62,6 +62,14 @@ MODELS: dict[str, ModelInfo] = {
             ModelKind.AUTOREGRESSIVE,
             resolution=16,
         ),
+        ModelInfo(
+            "digits-video",
+            "bench.models.digits.video:load",
+            "text-to-video Wan DiT (512 tokens) on 8-frame clips of a 16x16 digit moving as the "
+            "prompt says (embedded)",
+            ModelKind.DIT,
+            resolution=16,
+        ),
     )
 }
 

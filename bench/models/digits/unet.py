@@ -65,7 +65,7 @@ class DigitsUNet(DigitsDomain, ReferenceModel):
         if len(prompts) != len(seeds):
             raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
         if not prompts:
-            return torch.empty(0, 1, 16, 16)
+            return torch.empty(0, *self.sample_shape)
         args = {**self.call_args, **call_args}
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         callback = None
@@ -82,7 +82,14 @@ class DigitsUNet(DigitsDomain, ReferenceModel):
                 output_type="pt",
                 **args,
             )
-        return out.images.float().cpu()
+        frames = getattr(out, "frames", None)  # a video pipeline's output
+        return (frames if frames is not None else out.images).float().cpu()
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one generated sample: (1, 16, 16), or (T, 1, 16, 16) for a video."""
+        frames = self.frames_per_video
+        return (1, 16, 16) if frames is None else (frames, 1, 16, 16)
 
     # -- what strategies may change ----------------------------------------------------
     def components(self) -> dict[str, torch.nn.Module]:

@@ -34,12 +34,13 @@ PROMPT_WORDS = ("a", "handwritten", *(str(d) for d in range(10)))
 MAX_PROMPT_LENGTH = 8
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """The word-level tokenizer over the prompt vocabulary (no download, no files)."""
+def build_tokenizer(words: Sequence[str] = PROMPT_WORDS) -> PreTrainedTokenizerFast:
+    """The word-level tokenizer over the prompt vocabulary ``words`` (no download, no
+    files)."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
 
-    vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *PROMPT_WORDS))}
+    vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *words))}
     tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -58,10 +59,12 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_text_encoder(hidden_size: int = 64, num_layers: int = 2) -> CLIPTextModel:
-    """A small, randomly initialised CLIP text encoder matching :func:`build_tokenizer`."""
+def build_text_encoder(hidden_size: int = 64, num_layers: int = 2,
+                       words: Sequence[str] = PROMPT_WORDS) -> CLIPTextModel:
+    """A small, randomly initialised CLIP text encoder matching :func:`build_tokenizer` of
+    the same ``words``."""
     config = CLIPTextConfig(
-        vocab_size=len(SPECIAL_TOKENS) + len(PROMPT_WORDS),
+        vocab_size=len(SPECIAL_TOKENS) + len(words),
         hidden_size=hidden_size,
         intermediate_size=4 * hidden_size,
         projection_dim=hidden_size,
@@ -218,6 +221,14 @@ class DigitsPipeline(DiffusionPipeline):
             kwargs["generator"] = generator
         return kwargs
 
+    def latent_shape(self, batch_size: int) -> tuple[int, ...]:
+        """Shape of the initial noise of ``batch_size`` images (the denoiser's channels and
+        sample size); a video pipeline overrides it."""
+        config = getattr(self.denoiser, "config", None)
+        channels = int(getattr(config, "in_channels", 1))
+        size = int(getattr(config, "sample_size", 16))
+        return (batch_size, channels, size, size)
+
     def prepare_latents(
         self,
         batch_size: int,
@@ -226,10 +237,7 @@ class DigitsPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Initial noise (float32) drawn per image when ``generator`` is a list."""
-        config = getattr(self.denoiser, "config", None)
-        channels = int(getattr(config, "in_channels", 1))
-        size = int(getattr(config, "sample_size", 16))
-        shape = (batch_size, channels, size, size)
+        shape = self.latent_shape(batch_size)
         if latents is None:
             if isinstance(generator, list):
                 if len(generator) != batch_size:

@@ -50,6 +50,12 @@ class DiffusionRecipe:
         call_args: the model's default generation settings.
         sweep: guidance scales whose adherence is reported besides the default's.
         chunk: images generated per call when scoring (None: all at once).
+        batch: ``batch(generator, n, step)`` draws about ``n`` training samples in [-1, 1]
+            and their labels for training step ``step`` (its own batch size and shape when a
+            curriculum asks; None: ``n`` images of the ``generator`` split).
+        prompts: the prompt of each label (None: the ten digit prompts).
+        measure: ``measure(model, n, chunk, **call_args)`` scores a model, larger is better
+            (None: the digit classifier's adherence).
     """
 
     name: str
@@ -59,6 +65,9 @@ class DiffusionRecipe:
     call_args: dict[str, Any]
     sweep: Sequence[float]
     chunk: int | None = None
+    batch: Callable[[torch.Generator, int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+    prompts: Sequence[str] | None = None
+    measure: Callable[..., float] | None = None
 
 
 def diffusion_parser(doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
@@ -105,11 +114,9 @@ def train(recipe: DiffusionRecipe, pipe: Any, args: argparse.Namespace,
     :class:`Schedule` settings."""
     denoiser, text_encoder = getattr(pipe, recipe.denoiser).train(), pipe.text_encoder.train()
     gen = torch.Generator().manual_seed(args.seed)
-    data = load_split("generator")
-    x_all = torch.from_numpy(data.images.copy()) * 2.0 - 1.0
-    y_all = torch.from_numpy(data.labels.copy())
-    # Token ids of the ten prompts and, at index 10, of the empty prompt.
-    ids_table = pipe.tokenize([prompt_for(d) for d in range(10)] + [""])
+    draw, prompts, n_train = _training_data(recipe, gen)
+    # Token ids of the prompts and, last, of the empty prompt.
+    ids_table = pipe.tokenize([*prompts, ""])
     alphas_cumprod = pipe.scheduler.alphas_cumprod.float()
     params = list(denoiser.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -119,21 +126,21 @@ def train(recipe: DiffusionRecipe, pipe: Any, args: argparse.Namespace,
         return type(pipe)(**ema.copies, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler)
 
     def loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        idx = torch.randint(0, len(x_all), (args.batch_size,), generator=gen)
-        x0 = x_all[idx]
-        labels = y_all[idx].clone()
-        drop = torch.rand(args.batch_size, generator=gen) < args.prompt_dropout
-        labels[drop] = 10
-        t = torch.randint(0, len(alphas_cumprod), (args.batch_size,), generator=gen)
+        x0, labels = draw(args.batch_size, step)
+        n = len(x0)
+        drop = torch.rand(n, generator=gen) < args.prompt_dropout
+        labels[drop] = len(prompts)
+        t = torch.randint(0, len(alphas_cumprod), (n,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        a = alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         v_target = a.sqrt() * noise - (1 - a).sqrt() * x0
         embeds = text_encoder(ids_table[labels])[0]
         v_pred = pipe.predict(x_t, t, embeds, torch.float32)
         snr = a.view(-1) / (1 - a.view(-1))
         weight = torch.clamp(snr, max=args.min_snr_gamma) / (snr + 1)
-        per_image = F.mse_loss(v_pred, v_target, reduction="none").mean(dim=(1, 2, 3))
+        per_image = F.mse_loss(v_pred, v_target, reduction="none").mean(
+            dim=tuple(range(1, x0.ndim)))
         # min-SNR-gamma for v-prediction, normalised so the mean weight is about 1.
         value = (per_image * weight).mean() / weight.mean().detach()
         return value, {"loss": value.item()}
@@ -144,8 +151,8 @@ def train(recipe: DiffusionRecipe, pipe: Any, args: argparse.Namespace,
               f"{time.perf_counter() - start:.0f} s; EMA checkpoint saved", flush=True)
 
     print(f"{recipe.denoiser} params {sum(p.numel() for p in denoiser.parameters())}, text "
-          f"encoder params {sum(p.numel() for p in text_encoder.parameters())}; {len(x_all)} "
-          f"training images; threads {torch.get_num_threads()}", flush=True)
+          f"encoder params {sum(p.numel() for p in text_encoder.parameters())}; {n_train} "
+          f"training samples; threads {torch.get_num_threads()}", flush=True)
     schedule = Schedule(opt, args.lr, args.warmup, args.steps, args.max_minutes, **schedule_kw)
     loop = Loop(opt, params, recipe.name, schedule=schedule, ema=ema, smoothing=0.98,
                 checkpoint=checkpoint, save_every=args.save_every)
@@ -172,10 +179,31 @@ def train(recipe: DiffusionRecipe, pipe: Any, args: argparse.Namespace,
     return report(recipe, args, info, start, scores[chosen])
 
 
+def _training_data(recipe: DiffusionRecipe, gen: torch.Generator) -> tuple[
+        Callable[[int, int], tuple[torch.Tensor, torch.Tensor]], Sequence[str], str]:
+    """``draw(n, step)`` (samples in [-1, 1] and labels), the prompts of the labels and how many
+    training samples there are (in words)."""
+    if recipe.batch is not None:
+        if recipe.prompts is None:
+            raise ValueError(f"{recipe.name}: a recipe with its own batches names its prompts")
+        return (lambda n, step: recipe.batch(gen, n, step)), recipe.prompts, "generated"
+    data = load_split("generator")
+    x_all = torch.from_numpy(data.images.copy()) * 2.0 - 1.0
+    y_all = torch.from_numpy(data.labels.copy())
+
+    def draw(n: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(x_all), (n,), generator=gen)
+        return x_all[idx], y_all[idx].clone()
+
+    return draw, [prompt_for(d) for d in range(10)], str(len(x_all))
+
+
 def score(recipe: DiffusionRecipe, directory: Path, n: int, **call_args: Any) -> float:
-    """Adherence of the weights in ``directory`` at the defaults updated by ``call_args``."""
+    """The recipe's score (default: adherence) of the weights in ``directory`` at the
+    defaults updated by ``call_args``."""
     model = recipe.load(directory=directory)
-    return adherence(model, n, recipe.chunk, **{**recipe.call_args, **call_args})
+    measure = recipe.measure or adherence
+    return measure(model, n, recipe.chunk, **{**recipe.call_args, **call_args})
 
 
 def report(recipe: DiffusionRecipe, args: argparse.Namespace, info: dict[str, Any],
