@@ -32,6 +32,8 @@ class Grid:
     is_baseline: bool = False
     pixelated: bool = True
     quality: list[tuple[str, str]] = field(default_factory=list)
+    #: Frames of an animated grid (a video model's clips play in place); 1 for images.
+    frames: int = 1
 
 
 @dataclass
@@ -73,21 +75,38 @@ class ModelSection:
 
 
 def embed_png(path: Path, max_width: int = MAX_GRID_WIDTH) -> str:
-    """A PNG file as a data URI, scaled down (PIL) when wider than ``max_width``."""
+    """A PNG file as a data URI, scaled down (PIL) when wider than ``max_width``; an animated
+    PNG (a video's grid) stays animated, every frame scaled alike."""
     data = path.read_bytes()
     try:
-        from PIL import Image
+        from PIL import Image, ImageSequence
 
         with Image.open(io.BytesIO(data)) as im:
             if im.width > max_width:
-                ratio = max_width / im.width
-                small = im.convert("RGB").resize((max_width, max(1, round(im.height * ratio))), Image.LANCZOS)
+                size = (max_width, max(1, round(im.height * max_width / im.width)))
+                frames = [f.convert("RGB").resize(size, Image.LANCZOS)
+                          for f in ImageSequence.Iterator(im)]
                 buf = io.BytesIO()
-                small.save(buf, format="PNG", optimize=True)
+                if len(frames) > 1:
+                    frames[0].save(buf, format="PNG", save_all=True, append_images=frames[1:],
+                                   duration=im.info.get("duration", 125), loop=0)
+                else:
+                    frames[0].save(buf, format="PNG", optimize=True)
                 data = buf.getvalue()
     except ImportError:  # pragma: no cover - pillow ships with matplotlib
         pass
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def png_frames(path: Path) -> int:
+    """How many frames a PNG file holds (1 for a still image, 0 when unreadable)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except (ImportError, OSError):
+        return 0
 
 
 def _common_metrics(entries: Sequence[Entry], metrics: Sequence[MetricMeta]) -> list[MetricMeta]:
@@ -131,7 +150,8 @@ def _grids(run_entries: Sequence[Entry], metrics: Sequence[MetricMeta]) -> list[
         if not path.is_file():
             grids.append(Grid(e.key, e.label, e.status, None, f"image file missing: {path}", e.is_baseline))
             continue
-        grids.append(Grid(e.key, e.label, e.status, embed_png(path), "", e.is_baseline, quality=quality))
+        grids.append(Grid(e.key, e.label, e.status, embed_png(path), "", e.is_baseline,
+                          quality=quality, frames=max(png_frames(path), 1)))
     return grids
 
 
