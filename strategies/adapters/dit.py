@@ -57,6 +57,12 @@ class DiTAdapter(DiffusionAdapter):
 
         module = self.module()
         if not isinstance(module, PixArtTransformer2DModel):
+            if getattr(self.model, "frame_rate", None) is not None:
+                return (
+                    f"{self.model.name} is a video model: its {type(module).__name__} "
+                    "denoises clips, and accelbench's students, pruning and few-step "
+                    "training are built for PixArt's image blocks and batches of images"
+                )
             return (
                 f"its denoiser is a {type(module).__name__}, not a diffusers "
                 "PixArtTransformer2DModel (already replaced by another strategy?)"

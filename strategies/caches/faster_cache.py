@@ -58,6 +58,20 @@ def batched_inputs() -> list[str]:
     return [*field.default, "pooled_projections"]
 
 
+def tensor_format(denoiser: torch.nn.Module) -> str | None:
+    """The layout of the denoiser's output in diffusers' FasterCache terms: ``"BCFHW"`` for
+    a video transformer with 3-D patches (Wan: channels, frames, rows, columns),
+    ``"BCHW"`` for an image transformer with a sample size and 2-D patches; None otherwise
+    (packed tokens, as Flux's)."""
+    config = getattr(denoiser, "config", None)
+    patch = getattr(config, "patch_size", None)
+    if isinstance(patch, (tuple, list)) and len(patch) == 3:
+        return "BCFHW"
+    if patch is not None and getattr(config, "sample_size", None) is not None:
+        return "BCHW"
+    return None
+
+
 class FasterCache(DiffusersCache):
     """diffusers' FasterCache: attention reuse plus the CFG cache."""
 
@@ -70,14 +84,11 @@ class FasterCache(DiffusersCache):
         reason = self._needs_timestep(model) or self._one_state_per_call(model)
         if reason:
             return reason
-        config = getattr(denoiser, "config", None)
-        image_shaped = not (
-            getattr(config, "sample_size", None) is None or getattr(config, "patch_size", None) is None
-        )
-        if batches_guidance(model, denoiser) and not image_shaped:
+        if batches_guidance(model, denoiser) and tensor_format(denoiser) is None:
             return (
-                f"{type(denoiser).__name__} does not return image-shaped (B, C, H, W) output, "
-                "which FasterCache's frequency split of the guidance batch needs"
+                f"{type(denoiser).__name__} returns neither images (B, C, H, W) nor videos "
+                "(B, C, F, H, W) but packed tokens, and FasterCache's frequency split of the "
+                "guidance batch needs the spatial layout"
             )
         return self._no_attention(denoiser)
 
@@ -91,7 +102,7 @@ class FasterCache(DiffusersCache):
             spatial_attention_block_skip_range=cfg.spatial,
             unconditional_batch_skip_range=cfg.uncond,
             attention_weight_callback=lambda _module: weight,
-            tensor_format="BCHW",
+            tensor_format=tensor_format(unwrap(model.denoiser)) or "BCHW",
             is_guidance_distilled=not batches_guidance(model, unwrap(model.denoiser)),
             current_timestep_callback=self.timestep_source(model, state),
         )
