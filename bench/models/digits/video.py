@@ -214,14 +214,20 @@ class DigitsVideo(DigitsUNet):
         return self._classifier
 
     def video_scores(self, videos: torch.Tensor, labels: Sequence[int]) -> dict[str, float]:
-        """Per-frame adherence (fraction of frames whose digit is the prompt's) and the
-        fraction of videos whose motion follows the prompt."""
-        motions, digits = zip(*(divmod(int(x), NUM_CLASSES) for x in labels), strict=True)
-        clips = videos.flatten(1, 2)
-        read = self.classifier().frame_digits(clips)  # type: ignore[union-attr]
-        frame = (read == torch.tensor(digits)[:, None]).float().mean()
-        moved = motion_correct(videos, motions).float().mean()
-        return {"frame_adherence": float(frame), "motion_correct": float(moved)}
+        """:func:`video_scores` with this model's classifier."""
+        return video_scores(videos, labels, self.classifier())  # type: ignore[arg-type]
+
+
+def video_scores(videos: torch.Tensor, labels: Sequence[int],
+                 classifier: VideoClassifier) -> dict[str, float]:
+    """Per-frame adherence (the fraction of frames whose digit is the prompt's) and the
+    fraction of videos whose motion follows the prompt, of videos (N, T, 1, 16, 16) asked
+    for clip ``labels``."""
+    motions, digits = zip(*(divmod(int(x), NUM_CLASSES) for x in labels), strict=True)
+    read = classifier.frame_digits(videos.flatten(1, 2))
+    frame = (read == torch.tensor(digits)[:, None]).float().mean()
+    moved = motion_correct(videos, motions).float().mean()
+    return {"frame_adherence": float(frame), "motion_correct": float(moved)}
 
 
 def score(model: DigitsVideo, n: int = 100, chunk: int | None = None,
@@ -255,4 +261,4 @@ def load(device: str = "cpu", directory: str | Path | None = None) -> DigitsVide
 
 __all__ = ["DEFAULT_CALL_ARGS", "FRAME_RATE", "NUM_LABELS", "TRAIN_COMMAND", "WEIGHTS_DIR",
            "DigitsVideo", "VideoClassifier", "centres_of_mass", "digit_windows", "load",
-           "load_pipeline", "motion_correct", "motion_scores", "score"]
+           "load_pipeline", "motion_correct", "motion_scores", "score", "video_scores"]

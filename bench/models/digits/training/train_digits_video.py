@@ -85,6 +85,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.set_defaults(batch_size=32)
     p.add_argument("--width", type=int, default=96)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--resume", action="store_true",
+                   help="start from the weights in --out (a checkpoint of an earlier run) "
+                        "instead of a fresh initialisation")
     p.add_argument("--image-steps", type=int, default=800,
                    help="the first steps train on single frames (0: clips throughout)")
     p.add_argument("--image-batch", type=int, default=128,
@@ -96,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    pipe = build_video_pipeline(seed=args.seed, width=args.width, num_layers=args.layers)
+    if args.resume:
+        pipe = video.load_pipeline(args.out)
+    else:
+        pipe = build_video_pipeline(seed=args.seed, width=args.width, num_layers=args.layers)
     curriculum = Curriculum(args.image_steps, args.image_batch)
     return diffusion.train(recipe(curriculum), pipe, args, argv, start,
                            {"start": start, "floor": 0.1, "after_warmup": True,
