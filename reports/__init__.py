@@ -10,8 +10,9 @@ Modules: :mod:`reports.pareto` (frontiers, on :mod:`bench.core.pareto`), :mod:`r
 (records typed), :mod:`reports.plots` (seaborn figures as embedded PNG, one module per figure
 family), :mod:`reports.compare` (changes between runs with Mann-Whitney U),
 :mod:`reports.table` (the strategy table), :mod:`reports.sections` (what each model shows),
-:mod:`reports.search` (a tune folder's search) and :mod:`reports.html` (the page, from
-``templates/``). Plotting libraries load on first use, so importing this package is cheap.
+:mod:`reports.search` (a tune folder's search), :mod:`reports.html` (the page, from
+``templates/``) and :mod:`reports.history` (the history pages: trends and change points).
+Plotting libraries load on first use, so importing this package is cheap.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""History: every run kept by commit and machine, series, change points and the history gate."""
