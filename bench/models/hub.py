@@ -6,9 +6,11 @@ remote code is never run unless asked for. Missing weights fail at once with wha
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,20 @@ def hub_prompts(n: int) -> tuple[list[str], list[int]]:
     ]
 
 
-#: Component roles besides the denoiser -> the diffusers pipeline attribute holding them.
+#: Component roles besides the denoiser -> the diffusers pipeline attribute holding them:
+#: the text encoders, the VAE, the second expert of a two-expert denoiser (Wan 2.2 A14B's
+#: low-noise ``transformer_2``) and an audio-video pipeline's other networks (LTX-2's text
+#: connectors between the text encoder and the transformer, its audio VAE and vocoder), so
+#: that a precision change or the weight accounting reaches every one of them.
 _COMPONENT_ATTRS = {
     "text_encoder": "text_encoder",
     "text_encoder_2": "text_encoder_2",
     "text_encoder_3": "text_encoder_3",
     "decoder": "vae",
+    "denoiser_2": "transformer_2",
+    "text_connector": "connectors",
+    "audio_decoder": "audio_vae",
+    "vocoder": "vocoder",
 }
 
 
@@ -66,11 +76,12 @@ def denoiser_of(pipe: Any) -> torch.nn.Module | None:
 def step_callback_args(pipe: Any, step_callback: StepCallback | None) -> dict[str, Any]:
     """Keyword arguments of ``pipe(...)`` that call ``step_callback(i)`` after every step:
     ``callback_on_step_end`` where the pipeline has it, else the older ``callback`` with
-    ``callback_steps=1`` (PixArt-Sigma's pipeline)."""
-    if step_callback is None:
+    ``callback_steps=1`` (PixArt-Sigma's pipeline); none for a pipeline that takes neither
+    (HunyuanVideo-1.5's), whose steps :func:`scheduler_steps` counts instead."""
+    if step_callback is None or not takes_step_callback(pipe):
         return {}
     params = inspect.signature(type(pipe).__call__).parameters
-    if "callback_on_step_end" in params or "callback" not in params:
+    if "callback_on_step_end" in params:
         def on_step_end(pipe, i, t, kwargs):
             step_callback(i)
             return {}
@@ -81,6 +92,37 @@ def step_callback_args(pipe: Any, step_callback: StepCallback | None) -> dict[st
         step_callback(i)
 
     return {"callback": on_step, "callback_steps": 1}
+
+
+def takes_step_callback(pipe: Any) -> bool:
+    """True where ``pipe(...)`` takes a per-step callback (``callback_on_step_end`` or
+    ``callback``)."""
+    params = inspect.signature(type(pipe).__call__).parameters
+    return "callback_on_step_end" in params or "callback" in params
+
+
+@contextlib.contextmanager
+def scheduler_steps(pipe: Any, step_callback: StepCallback | None) -> Iterator[None]:
+    """Call ``step_callback(i)`` after the ``i``-th ``pipe.scheduler.step`` while the block
+    runs, for a pipeline that takes no step callback (one scheduler step per denoising step,
+    as in every flow-matching pipeline); nothing for the others or without a callback."""
+    scheduler = getattr(pipe, "scheduler", None)
+    if step_callback is None or scheduler is None or takes_step_callback(pipe):
+        yield
+        return
+    step = scheduler.step
+    count = itertools.count()
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        out = step(*args, **kwargs)
+        step_callback(next(count))
+        return out
+
+    scheduler.step = counted  # an instance attribute, shadowing the method for this call
+    try:
+        yield
+    finally:
+        del scheduler.step
 
 
 def as_videos(frames: Any) -> torch.Tensor:
@@ -108,7 +150,7 @@ class HubModel(ReferenceModel):
         args = {**self.call_args, **call_args}
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         extra = step_callback_args(self.pipe, step_callback)
-        with torch.inference_mode():
+        with torch.inference_mode(), scheduler_steps(self.pipe, step_callback):
             out = self.pipe(
                 prompt=list(prompts), generator=generators, output_type="pt", **args, **extra
             )
@@ -122,7 +164,9 @@ class HubModel(ReferenceModel):
     def components(self) -> dict[str, torch.nn.Module]:
         """``denoiser`` (the UNet or transformer), every text encoder the pipeline has
         (``text_encoder``, and SDXL's, SD3's and Flux's ``text_encoder_2``/``text_encoder_3``,
-        so that a precision change reaches all of them) and ``decoder`` (the VAE)."""
+        so that a precision change reaches all of them), ``decoder`` (the VAE), and where the
+        pipeline has them ``denoiser_2`` (a second expert) and an audio-video pipeline's
+        ``text_connector``, ``audio_decoder`` and ``vocoder`` (see ``_COMPONENT_ATTRS``)."""
         comps = {"denoiser": denoiser_of(self.pipe)}
         for role, attr in _COMPONENT_ATTRS.items():
             if getattr(self.pipe, attr, None) is not None:
@@ -132,9 +176,9 @@ class HubModel(ReferenceModel):
     def set_component(self, role: str, module: torch.nn.Module) -> None:
         if role == "denoiser":
             attr = "unet" if getattr(self.pipe, "unet", None) is not None else "transformer"
-        elif role in _COMPONENT_ATTRS:
+        elif getattr(self.pipe, _COMPONENT_ATTRS.get(role, ""), None) is not None:
             attr = _COMPONENT_ATTRS[role]
-        else:
+        else:  # not a role, or one this pipeline has no network for (a vocoder on Flux)
             raise KeyError(f"{self.name} has no component role {role!r}")
         setattr(self.pipe, attr, module)
 

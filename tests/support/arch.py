@@ -8,6 +8,9 @@ from functools import cache
 #: The diffusion families and their published denoiser sizes (see tests/bench/models/test_arch.py).
 DIFFUSION_FAMILIES = ("sd15", "sdxl", "sd3", "flux", "flux2", "flux2-klein", "qwen-image", "z-image",
                       "pixart-sigma", "sana")
+#: The video diffusion families (see tests/bench/models/test_arch_video.py): their models
+#: generate (N, T, C, H, W) frames, so the image tests of test_arch.py leave them out.
+VIDEO_FAMILIES = ("wan2.2", "wan2.2-a14b", "ltx2", "hunyuan-video1.5")
 
 
 @cache

@@ -1,7 +1,7 @@
 """Architecture models ``arch:<family>[@tiny]``: the real pipeline classes of the models people
-accelerate (SD 1.5, SDXL, SD3, Flux, FLUX.2, Qwen-Image, Z-Image, PixArt-Sigma, Sana;
-Janus and Emu3 for autoregressive generation), built from their published configurations
-with random weights, nothing downloaded.
+accelerate (SD 1.5, SDXL, SD3, Flux, FLUX.2, Qwen-Image, Z-Image, PixArt-Sigma, Sana; Wan 2.2,
+LTX-2 and HunyuanVideo-1.5 for video; Janus and Emu3 for autoregressive generation), built
+from their published configurations with random weights, nothing downloaded.
 
 Latency, memory and energy of a generation call depend on the architecture and its sizes, not
 on the values of its weights, so a pipeline built this way costs what the real one costs. Its
@@ -9,7 +9,9 @@ images mean nothing: quality is ``unavailable: random weights``, except fidelity
 same model's baseline, which measures numerical deviation (useful for precision and kernels).
 
 ``@tiny`` keeps the classes, block layouts and component kinds of a family at a size a 2-core
-CPU runs in well under a second per call; those are what CPU tests and CI run.
+CPU runs in well under a second per call (the video families' tiny calls in a few tenths of
+a second to a few seconds: HunyuanVideo-1.5 keeps its real 1985-token context); those
+are what CPU tests and CI run.
 
 Each family lives in its own module exposing ``build(size, device, seed) -> ReferenceModel``
 and is listed in :data:`FAMILIES` as a lazy ``module:function`` entry, so listing the families
@@ -43,12 +45,17 @@ class ArchFamily:
         builder: ``"module:function"``; ``function(size, device, seed)`` returns the model.
         summary: one line for ``accelbench list`` (the real model it reproduces).
         kind: the :class:`~bench.core.kinds.ModelKind` of the family's models.
-        resolution: the full-size model's default (square) resolution in pixels.
+        resolution: the full-size model's default (square) resolution in pixels; the
+            height where ``width`` is given.
         tiny_resolution: the ``@tiny`` variant's default resolution.
         resolution_multiple: height and width must be multiples of this (the VAE's and the
             patch size's factor); None for models that generate one size only.
         cuda_dtype: the dtype its published weights use (``fp16``, ``bf16``): what it loads
             in on CUDA unless ``--dtype`` says otherwise (on the CPU: fp32).
+        width: the full-size default width where its frames are not square (video models'
+            landscape frames; ``resolution`` is then the height); None: square.
+        frame_rate: frames per second of a video family's published output (its models'
+            :attr:`~bench.models.base.ReferenceModel.frame_rate`); None for image families.
     """
 
     name: str
@@ -59,6 +66,8 @@ class ArchFamily:
     tiny_resolution: int
     resolution_multiple: int | None = 8
     cuda_dtype: str = "bf16"
+    width: int | None = None
+    frame_rate: float | None = None
 
 
 #: The families, by name (one entry per family module; the modules import lazily).
@@ -161,6 +170,56 @@ FAMILIES: dict[str, ArchFamily] = {
             resolution=1024,
             tiny_resolution=128,
             resolution_multiple=32,
+        ),
+        # -- video diffusion (bench/models/arch/<family>.py; generate (N, T, C, H, W) frames) --
+        ArchFamily(
+            "wan2.2",
+            "bench.models.arch.wan:build",
+            "Wan2.2 TI2V-5B (Wan-AI/Wan2.2-TI2V-5B) as text-to-video: 5B DiT, UMT5-XXL, "
+            "16x16x4 VAE, flow UniPC, 121 frames of 704x1280 at 24 fps, 50 steps",
+            ModelKind.DIT,
+            resolution=704,
+            tiny_resolution=64,
+            resolution_multiple=32,
+            width=1280,
+            frame_rate=24.0,
+        ),
+        ArchFamily(
+            "wan2.2-a14b",
+            "bench.models.arch.wan:build_a14b",
+            "Wan2.2 T2V-A14B (Wan-AI/Wan2.2-T2V-A14B): two 14B expert DiTs (high/low noise), "
+            "UMT5-XXL, flow UniPC, 81 frames of 720x1280 at 16 fps, 40 steps",
+            ModelKind.DIT,
+            resolution=720,
+            tiny_resolution=64,
+            resolution_multiple=16,
+            width=1280,
+            frame_rate=16.0,
+        ),
+        ArchFamily(
+            "ltx2",
+            "bench.models.arch.ltx2:build",
+            "LTX-2 (Lightricks/LTX-2): 19B audio-video DiT, Gemma 3 12B, 32x32x8 VAE, audio "
+            "VAE and vocoder, 121 frames of 512x768 at 24 fps with sound, 40 steps",
+            ModelKind.DIT,
+            resolution=512,
+            tiny_resolution=64,
+            resolution_multiple=32,
+            width=768,
+            frame_rate=24.0,
+        ),
+        ArchFamily(
+            "hunyuan-video1.5",
+            "bench.models.arch.hunyuan_video:build",
+            "HunyuanVideo-1.5 480p text-to-video (tencent/HunyuanVideo-1.5): 8.3B DiT, "
+            "Qwen2.5-VL 7B + ByT5 glyph encoder, 16x16x4 VAE, 121 frames of 480x848 at 24 fps, "
+            "50 steps",
+            ModelKind.DIT,
+            resolution=480,
+            tiny_resolution=64,
+            resolution_multiple=16,
+            width=848,
+            frame_rate=24.0,
         ),
         # -- autoregressive (bench/models/arch/<family>.py, decoded by bench.models.ar_decoding) --
         ArchFamily(
