@@ -86,9 +86,11 @@ def list_models(include_arch: bool = True) -> list[ModelInfo]:
 def _arch_info(name: str) -> ModelInfo:
     family, size = arch.parse(name)
     tiny = size == "tiny"
+    full = (f"{family.resolution}x{family.width}px" if family.width
+            else f"{family.resolution}px")
     summary = family.summary + (
-        f"; tiny variant (same classes and layouts, {family.tiny_resolution}px, for CPUs)" if tiny
-        else f"; full size, {family.resolution}px"
+        f"; tiny variant (same classes and layouts, {family.tiny_resolution}px, for CPUs)"
+        if tiny else f"; full size, {full}"
     ) + ", random weights"
     return ModelInfo(
         name=name,
