@@ -3,7 +3,16 @@
 :mod:`bench.measure` (measuring), :mod:`bench.gate`, :mod:`bench.tune`, :mod:`bench.sweep` and
 :mod:`reports`. Importing it loads no torch: commands import what they need when they run."""
 
-from bench.cli import catalog, gate, matrix, report, run, sweep, tune  # noqa: F401 (registers the commands)
+from bench.cli import (  # noqa: F401 (registers the commands)
+    catalog,
+    gate,
+    history,
+    matrix,
+    report,
+    run,
+    sweep,
+    tune,
+)
 from bench.cli.app import main
 
 __all__ = ["main"]

@@ -23,6 +23,10 @@ Examples:
   accelbench gate runs/pr --reference-strategy baseline --latency absolute
       every stack of one run against its baseline stack, round by round
   accelbench gate runs/pr --save-baseline baseline.json   (refresh a committed baseline)
+  accelbench gate runs/pr --history history.sqlite --creep 5%
+      each series of the run against its recent history (since its last change point)
+  accelbench gate runs/ci --history sqlite:///h.sqlite --any-machine --metric speedup
+      speedups (ratios that hold across machines) against every machine's history
 
 `accelbench run` measures; the gate only judges. Exit status: 0 pass, 1 regression,
 2 usage error (or inputs that cannot be compared).
@@ -61,8 +65,28 @@ Examples:
 @click.option("--allow-settings-change", is_flag=True,
               help="Compare entries whose steps, resolution, dtype, threads, quality images, "
                    "batch size or device differ (by default that is exit 2, naming them).")
+@click.option("--history", "history_store", default=None, metavar="STORE",
+              help="Instead of --baseline: judge each series of CURRENT against its points in "
+                   "this history store (SQLite path or SQLAlchemy URL): a regression is a point "
+                   "outside what the series' recent segment predicts and worse by more than "
+                   "--max-slowdown (quality: --max-quality-loss).")
+@click.option("--creep", default=None, metavar="PCT",
+              help="With --history: also fail on a drift worse than PCT over the last "
+                   "--creep-window points that no single step reached (e.g. 5%).")
+@click.option("--creep-window", default=8, show_default=True, type=click.IntRange(min=2),
+              help="With --creep: points the drift is measured over.")
+@click.option("--max-quality-loss", default="2%", show_default=True, metavar="PCT",
+              help="With --history: how much worse a quality metric may be than its segment.")
+@click.option("--metric", "metrics", multiple=True,
+              help="With --history: judge only these metrics (repeatable; latency_ms, speedup, "
+                   "relative_latency, energy_j_per_image, peak_memory_mb, psnr, ...).")
+@click.option("--any-machine", is_flag=True,
+              help="With --history: judge against every machine's points of the series, not "
+                   "only this machine's (for ratios: speedup, quality).")
 def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, margin, latency_mode,
-             latency_test, quality_rules, json_out, save_baseline, allow_settings_change) -> None:
+             latency_test, quality_rules, json_out, save_baseline, allow_settings_change,
+             history_store=None, creep=None, creep_window=8, max_quality_loss="2%", metrics=(),
+             any_machine=False) -> None:
     """Compare CURRENT with --baseline and exit 0 (pass), 1 (regression) or 2 (usage error).
 
     CURRENT and the baseline are run directories, results.jsonl files, pytest-benchmark JSON
@@ -88,6 +112,14 @@ def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, margin
     )
     if reference_strategy and baselines:
         raise click.UsageError("give either --baseline or --reference-strategy, not both")
+    if history_store:
+        if baselines or reference_strategy or save_baseline or quality_rules:
+            raise click.UsageError("--history judges against the store alone: leave out "
+                                   "--baseline, --reference-strategy, --save-baseline and -Q")
+        _gate_history(current, history_store, rules.max_slowdown, max_quality_loss, creep,
+                      creep_window, metrics, any_machine, json_out)
+    elif creep or metrics or any_machine:
+        raise click.UsageError("--creep, --metric and --any-machine go with --history")
     if save_baseline:
         entries = gatelib.read_many(current)
         click.echo(f"baseline written: {gatelib.save_baseline(entries, save_baseline)}")
@@ -100,4 +132,28 @@ def gate_cmd(current, baselines, reference_strategy, max_slowdown, alpha, margin
     click.echo(gatelib.format_table(verdict))
     if json_out:
         click.echo(f"verdict: {gatelib.write_verdict(verdict, json_out)}", err=True)
+    sys.exit(verdict.exit_code)
+
+
+def _gate_history(current, store_url, max_slowdown, max_quality_loss, creep, creep_window,
+                  metrics, any_machine, json_out) -> None:
+    """``--history``: judge CURRENT against its series in the store, then exit."""
+    from bench.history.gate import (
+        HistoryRules,
+        format_history,
+        gate_history,
+        write_history_verdict,
+    )
+    from bench.history.store import HistoryStore
+
+    hrules = HistoryRules(
+        threshold=max_slowdown,
+        quality_threshold=gatelib.parse_fraction(max_quality_loss, "--max-quality-loss"),
+        creep=gatelib.parse_fraction(creep, "--creep") if creep else None,
+        creep_window=creep_window, metrics=tuple(metrics), any_machine=any_machine)
+    store = HistoryStore(store_url, create=False)
+    verdict = gate_history(store, list(current), hrules)
+    click.echo(format_history(verdict))
+    if json_out:
+        click.echo(f"verdict: {write_history_verdict(verdict, json_out)}", err=True)
     sys.exit(verdict.exit_code)

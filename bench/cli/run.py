@@ -92,6 +92,9 @@ A strategy is name[:key=value,...]; join several with '+' to stack them
               help="Run code that ships with a hub pipeline (off unless you ask).")
 @options.quiet()
 @click.option("--no-report", is_flag=True, help="Do not write report.html into the run directory.")
+@click.option("--history", "history_store", default=None, metavar="STORE",
+              help="After the run, file its records in this history store (a SQLite path or "
+                   "SQLAlchemy URL; see `accelbench history add`).")
 @click.option("--real-images", "real_images_dir", default=None,
               type=click.Path(exists=True, file_okay=False),
               help="Folder of real images for Inception FID/KID on hf: models.")
@@ -101,7 +104,7 @@ A strategy is name[:key=value,...]; join several with '+' to stack them
 def run_cmd(model, strategies, device, dtype, batch_size, steps, resolution, schedule, iterations,
             min_seconds, max_seconds, target_ci, warmup, margin, block, threads, quality_images, out_dir,
             baseline_src, current_src, sample_interval, no_flops, no_cache, allow_download,
-            trust_remote_code, quiet, no_report=False, real_images_dir=None,
+            trust_remote_code, quiet, no_report=False, history_store=None, real_images_dir=None,
             clip_backbone=None) -> None:
     """Measure strategy stacks on a model and write a run directory.
 
@@ -155,6 +158,7 @@ def run_cmd(model, strategies, device, dtype, batch_size, steps, resolution, sch
     )
     margin = parse_fraction(margin, "--margin")
     plan_stacks(config.strategies, device)  # fail on bad specs before loading anything
+    history = _open_history(history_store) if history_store else None  # a bad URL fails now
     started = time.perf_counter()
     result = Engine(config, show_progress=not quiet,
                     log=None if quiet else (lambda m: click.echo(m, err=True))).run()
@@ -176,6 +180,9 @@ def run_cmd(model, strategies, device, dtype, batch_size, steps, resolution, sch
         _point_latest(out_dir)
     if not no_report:
         _write_run_report(out_dir)
+    if history is not None:
+        res = history.add_run(out_dir)
+        click.echo(f"history: {res.added} points filed in {history.shown}")
     if any(r.get("status") == "failed" for r in result.records + result.baseline_records):
         sys.exit(1)
 
@@ -191,6 +198,13 @@ def _point_latest(out_dir: Path) -> None:
         link.symlink_to(out_dir.name, target_is_directory=True)
     except OSError:  # no symbolic links here: the path printed above is the way
         pass
+
+
+def _open_history(store_url: str):
+    """The history store of ``--history``, opened (and created) before anything is measured."""
+    from bench.history.store import HistoryStore
+
+    return HistoryStore(store_url)
 
 
 def _write_run_report(out_dir: Path) -> None:

@@ -61,6 +61,10 @@ class RecordError(AccelbenchError, ValueError):
     """A results file or record that cannot be read."""
 
 
+class HistoryError(AccelbenchError, ValueError):
+    """A history store that cannot be opened or read, or input it cannot file."""
+
+
 __all__ = [
     "EXIT_BUG",
     "EXIT_INPUT",
@@ -68,6 +72,7 @@ __all__ = [
     "ConfigError",
     "EngineError",
     "GateError",
+    "HistoryError",
     "ModelError",
     "RecordError",
     "ReportError",
