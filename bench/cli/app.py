@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 
 import click
@@ -23,6 +25,9 @@ class _ErrorGroup(click.Group):
             ctx.exit(EXIT_INPUT)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # the reader went away (``accelbench list | head``): not a bug
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except Exception:  # a bug, not bad input: say so, with the traceback
             traceback.print_exc()
             click.echo("accelbench: internal error (the traceback above is a bug report)", err=True)
