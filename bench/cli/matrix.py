@@ -44,9 +44,9 @@ def matrix_cmd(models, strategies, out_dir, device, iterations, warmup, quality_
     real and PSNR is a numerical deviation; strategies that decide from the activations
     (adaptive caching) are marked as not representative there.
     """
-    from bench import matrix  # lazy: the CLI imports no torch until a command runs
     from bench.measure.engine import plan_stacks  # lazy: as above
     from bench.models.registry import get_model_info  # lazy: as above
+    from bench.sweep import matrix  # lazy: the CLI imports no torch until a command runs
 
     iterations, warmup = smoke.cap("iterations", iterations), smoke.cap("warmup", warmup)
     quality_images = smoke.cap("quality_images", quality_images)

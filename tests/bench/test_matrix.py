@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from bench import matrix
-from bench.matrix import Cell
+from bench.sweep import matrix
+from bench.sweep.matrix import Cell
 
 
 def test_a_small_matrix_through_the_engine(tmp_path):

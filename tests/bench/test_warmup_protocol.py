@@ -26,8 +26,9 @@ def test_the_default_meets_the_protocol_and_fewer_is_flagged_not_refused():
 
 
 def test_every_front_end_defaults_to_the_protocol():
-    from bench import matrix, pytest_plugin
+    from bench import pytest_plugin
     from bench.cli import main
+    from bench.sweep import matrix
 
     for command in (main.commands["run"], main.commands["matrix"]):
         option = next(p for p in command.params if p.name == "warmup")

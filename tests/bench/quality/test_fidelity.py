@@ -106,7 +106,7 @@ def test_one_identical_image_does_not_make_psnr_infinite():
 
 
 def test_matrix_says_exact_only_when_every_image_is_identical():
-    from bench.matrix import Cell
+    from bench.sweep.matrix import Cell
 
     partial = Cell("m", "s", "ok", speedup=1.5, psnr=31.2, identical=(1, 16))
     assert "exact" not in partial.short() and "31 dB (1/16 identical)" in partial.short()
