@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -44,15 +45,23 @@ DEFAULT_SEEDS = 10
 _VERSION = 3
 
 
-def _summary(values: Sequence[float]) -> dict[str, Any]:
-    vals = [float(v) for v in values]
-    return {
+def _summary(values: Sequence[float]) -> dict[str, Any] | None:
+    """Mean, spread and range of the finite ``values`` (a metric a draw could not compute,
+    such as KID's standard deviation from a single subset, is NaN and left out, and counted);
+    None when none is finite."""
+    vals = [float(v) for v in values if math.isfinite(float(v))]
+    if not vals:
+        return None
+    out: dict[str, Any] = {
         "mean": statistics.fmean(vals),
         "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
         "min": min(vals),
         "max": max(vals),
         "values": vals,
     }
+    if len(vals) < len(values):
+        out["non_finite_draws"] = len(values) - len(vals)
+    return out
 
 
 def _draws(
@@ -136,9 +145,10 @@ def measure(
         if classifier is not None and pool_labels is not None:
             preds = classify(classifier, sample)
             accuracy.append(float((preds == pool_labels[idx]).float().mean()))
-    out: dict[str, Any] = {name: _summary(vals) for name, vals in scores.items() if vals}
-    if accuracy:
-        out["adherence"] = _summary(accuracy)
+    summaries = {name: _summary(vals) for name, vals in scores.items()}
+    out: dict[str, Any] = {name: summary for name, summary in summaries.items() if summary}
+    if accuracy and (summary := _summary(accuracy)):
+        out["adherence"] = summary
     out.update(
         n=int(n),
         seeds=int(seeds),
