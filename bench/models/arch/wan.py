@@ -81,23 +81,7 @@ A14B_TRANSFORMER = {**_WAN_TRANSFORMER, "num_attention_heads": 40, "num_layers":
 BOUNDARY_RATIO = 0.875
 
 #: UMT5-XXL's encoder (google/umt5-xxl config.json; Wan's text_encoder/config.json).
-UMT5_XXL = {
-    "vocab_size": 256384,
-    "d_model": 4096,
-    "d_kv": 64,
-    "d_ff": 10240,
-    "num_layers": 24,
-    "num_heads": 64,
-    "relative_attention_num_buckets": 32,
-    "relative_attention_max_distance": 128,
-    "feed_forward_proj": "gated-gelu",
-    "layer_norm_epsilon": 1e-6,
-    "dropout_rate": 0.1,
-    "tie_word_embeddings": False,
-    "pad_token_id": 0,
-    "eos_token_id": 1,
-    "decoder_start_token_id": 0,
-}
+UMT5_XXL = {**D.T5_XXL, "vocab_size": 256384, "decoder_start_token_id": 0}
 
 #: Wan2.2-TI2V-5B vae/config.json: the Wan 2.2 VAE (its latent statistics included).
 VAE = {
