@@ -94,6 +94,10 @@ def save_pipeline(pipe: Any, out: Path, dtype: torch.dtype = torch.float16) -> N
         dlog.set_verbosity(level)
     for weights in out.glob("*/*.safetensors"):
         weights.chmod(0o644)  # safetensors writes 0600; the files ship in the package
+    for config in out.glob("*/config.json"):  # a resumed pipeline names where it was loaded
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     # Name the tokenizer class as transformers 4.x and 5.x both know it.
     for path, key in (
         (out / "model_index.json", None),
