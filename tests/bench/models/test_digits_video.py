@@ -117,7 +117,7 @@ def test_a_fresh_pipeline_is_a_wan_transformer_and_generates_per_video():
     assert 0 <= out.frames.min() and out.frames.max() <= 1
     alone = pipe(prompts[1:], generator=[torch.Generator().manual_seed(2)], num_inference_steps=2,
                  guidance_scale=2.0).frames
-    torch.testing.assert_close(alone[0], out.frames[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(alone[0], out.frames[1], atol=1e-4, rtol=0)
     short = pipe(prompts[:1], generator=[torch.Generator().manual_seed(1)], num_frames=4,
                  num_inference_steps=2, output_type="latent").frames
     assert short.shape == (1, 1, 4, CANVAS, CANVAS)
@@ -139,7 +139,7 @@ def test_registered_and_loaded_offline():
     videos = model.generate(prompts, [4, 5, 6], num_inference_steps=3)
     assert videos.shape == (3, FRAMES, 1, CANVAS, CANVAS) and videos.dtype == torch.float32
     alone = model.generate(prompts[2:], [6], num_inference_steps=3)
-    torch.testing.assert_close(alone[0], videos[2], atol=1e-5, rtol=0)
+    torch.testing.assert_close(alone[0], videos[2], atol=1e-4, rtol=0)  # batched matmuls sum in another order
     assert model.real_images().shape[1:] == (FRAMES, 1, CANVAS, CANVAS)
 
 
