@@ -101,6 +101,7 @@ def _shots(page: Path, tmp_path: Path) -> list[np.ndarray]:
     return shots
 
 
+@pytest.mark.slow  # timing-dependent: it passed and failed in two clean CI runs; run it with -m slow
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get "
                     "install -y --no-install-recommends chromium)")
 def test_the_videos_play_in_the_browser(video_run, tmp_path):
